@@ -1,0 +1,83 @@
+"""Stage tflite: full-int8 TFLite model directory, its fidelity against the float model, the int8 model's
+test metrics (same evaluation as the float model) and the measured flash/RAM size."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import click
+
+from stages._common import load, params_option, round_floats, stage, write_json
+from wakeword.calibration import threshold_grid
+from wakeword.cmvn import load_cmvn
+from wakeword.deploy import (FidelityError, build_manifest, decision_agreement, folded_model, model_compute,
+                             sample_windows, write_model_dir)
+from wakeword.evaluation import evaluate_scored, load_calibration, score_set
+from wakeword.featurize import load_split, load_stream, read_index
+from wakeword.train import load_checkpoint, torch_logit_fn
+
+log = logging.getLogger("tflite")
+
+
+@click.command()
+@click.argument("features_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("cmvn_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("metrics_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("size_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("curve_out", type=click.Path(dir_okay=False, path_type=Path))
+@params_option
+@stage
+def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, model_dir: Path,
+         metrics_out: Path, size_out: Path, curve_out: Path, params_path: Path) -> None:
+    from wakeword.export import convert_tflite_float, convert_tflite_int8
+    from wakeword.size import detector_buffer_bytes, measure_arena_bytes, size_report
+    from wakeword.tflite_runtime import TFLiteScorer
+
+    p = load(params_path)
+    model, _ = load_checkpoint(checkpoint)
+    cmvn = load_cmvn(cmvn_path)
+    cal = load_calibration(calibration)
+    index = read_index(features_dir)
+    window, step = int(index["window_frames"]), int(index["step_frames"])
+    folded = folded_model(model, cmvn)
+    calib = sample_windows(load_split(features_dir, "train"), window, step, p.quantize.calibration_windows, p.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        int8_path, float_path = Path(tmp) / "model.tflite", Path(tmp) / "model_float.tflite"
+        convert_tflite_int8(folded, calib, int8_path)
+        convert_tflite_float(folded, window, cmvn.n_features, float_path)
+        scorer = TFLiteScorer(int8_path)
+        test = load_split(features_dir, "test")
+        check = sample_windows(test, window, step, 1024, p.seed + 2)
+        fidelity = decision_agreement(torch_logit_fn(model, cmvn), scorer.logits, check, cal["temperature"],
+                                      cal["threshold"])
+        if fidelity["decision_agreement"] < p.export.min_decision_agreement:
+            raise FidelityError(
+                f"int8 TFLite agrees with the float model on {fidelity['decision_agreement']:.3f} of windows, below "
+                f"export.min_decision_agreement = {p.export.min_decision_agreement}"
+            )
+        stream, hours = load_stream(features_dir, "test")
+        scored = score_set(scorer.logits, test, stream, hours, window, step)
+        result, rows = evaluate_scored(scored, cal["temperature"], cal["threshold"], cal["target_fah"], p.detector,
+                                       p.audio.step_ms, threshold_grid(p.calibrate.threshold_step))
+        result["fidelity_vs_float"] = fidelity
+        max_arena = p.export.max_arena_kb * 1024
+        buffers = detector_buffer_bytes(p.features.n_fft, window, cmvn.n_features)
+        arena = measure_arena_bytes(int8_path, max_arena)
+        size = size_report(int8_path, arena, buffers)
+        float_size = size_report(float_path, measure_arena_bytes(float_path, max_arena * 4), buffers)
+        size["float"] = {k: float_size[k] for k in ("flash_kb", "arena_kb", "ram_kb")}
+        size.update(model_compute(model, window, p.audio.step_ms))
+        manifest = build_manifest(p.synth.phrase, p.features, window, step, p.audio.step_ms, cal, arena, cmvn)
+        write_model_dir(model_dir, int8_path, manifest)
+    write_json(metrics_out, round_floats(result))
+    write_json(curve_out, round_floats(rows))
+    write_json(size_out, round_floats(size, 3))
+
+
+if __name__ == "__main__":
+    main()

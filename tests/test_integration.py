@@ -1,0 +1,154 @@
+"""The tiny profile of the whole pipeline, run with DVC in a throw-away git repository.
+
+Checks every metrics file, that a second `dvc repro` does nothing, that a bad `-S` value stops the run
+with a message naming the key, that `dvc exp run -S train.epochs=1` re-runs only train and what follows,
+and that the exported model directory scores WAVs of any rate/channel count without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from wakeword.params import merge_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", WAKEWORD_LOG="WARNING")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("stages", "wakeword"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    params = merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                             yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "ci@example.com"], repo)
+    run(["git", "config", "user.name", "CI"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.autostage", "true"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny pipeline"], repo)
+    run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "first run"], repo)
+    return repo
+
+
+def _number(d: dict, key: str) -> float:
+    value = d
+    for part in key.split("."):
+        value = value[part]
+    assert isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), key
+    return float(value)
+
+
+def test_metrics_files(repo: Path) -> None:
+    for name in ("float", "int8"):
+        m = json.loads((repo / "metrics" / f"{name}.json").read_text())
+        for key in ("fah", "fah_ci_low", "fah_ci_high", "negative_hours", "recall_at_target", "eer", "pauc",
+                    "pauc_std_fpr10", "pauc_norm_fpr5", "roc_auc", "confusable_false_accept_rate", "clip.f1",
+                    "clip.precision", "recall_at_0p5_fah", "threshold"):
+            _number(m, key)
+        assert 0 <= m["fah_ci_low"] <= m["fah"] <= m["fah_ci_high"]
+        assert 0 <= m["recall_at_target"] <= 1 and 0 <= m["eer"] <= 1
+        curve = json.loads((repo / "metrics" / "plots" / f"{name}_curve.json").read_text())
+        assert len(curve) > 10 and {"threshold", "fah", "recall"} <= set(curve[0])
+    size = json.loads((repo / "metrics" / "size.json").read_text())
+    assert _number(size, "flash_kb") == pytest.approx((repo / "models/deploy/model.tflite").stat().st_size / 1024, abs=0.01)
+    assert _number(size, "ram_kb") > _number(size, "arena_kb") > 0
+    assert _number(size, "float.flash_kb") > size["flash_kb"]
+    cal = json.loads((repo / "metrics" / "calibration.json").read_text())
+    assert _number(cal, "temperature") >= 0.01
+    train = json.loads((repo / "metrics" / "train.json").read_text())
+    assert train["epochs"] == 2 and _number(train, "parameters") > 0
+    assert (repo / "metrics" / "train" / "plots" / "metrics" / "val_loss.tsv").exists()
+    data = json.loads((repo / "metrics" / "data.json").read_text())
+    assert data and json.loads((repo / "metrics" / "onnx.json").read_text())["onnx_max_abs_diff_vs_torch"] < 1e-3
+
+
+def test_second_repro_does_nothing(repo: Path) -> None:
+    out = run(["dvc", "repro"], repo).stdout
+    assert "Running stage" not in out, out
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_bad_param_fails_before_work(repo: Path) -> None:
+    proc = run(["dvc", "exp", "run", "-S", "train.lr=-1"], repo, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "train.lr = -1" in text and "greater than 0" in text, text[-3000:]
+    run(["git", "checkout", "--", "params.yaml"], repo)
+
+
+def test_experiment_reruns_only_train_and_after(repo: Path) -> None:
+    proc = run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], repo)
+    out = proc.stdout
+    for stage in ("train", "calibrate", "evaluate", "quantize", "tflite"):
+        assert f"Running stage '{stage}'" in out, out
+    for stage in ("synth", "split", "featurize", "cmvn"):
+        assert f"Running stage '{stage}'" not in out, out
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    assert "one-epoch" in json.dumps(shown)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "--json"], repo).stdout)
+    assert diff["metrics/train.json"]["epochs"]["diff"] == -1
+
+
+def _positive_clip(repo: Path) -> tuple[np.ndarray, int]:
+    rows = [json.loads(line) for line in (repo / "data/split/test.jsonl").read_text().splitlines()]
+    pos = next(r for r in rows if r["kind"] == "positive")
+    return sf.read(repo / "data/synth" / pos["path"], dtype="float32")
+
+
+def test_cli_scores_any_wav_without_torch(repo: Path, tmp_path: Path) -> None:
+    from scipy.signal import resample_poly
+
+    audio, sr = _positive_clip(repo)
+    audio = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(8000, np.float32)])
+    audio += np.random.default_rng(0).standard_normal(audio.size).astype(np.float32) * 1e-3
+    sf.write(tmp_path / "a16k.wav", audio, sr, subtype="PCM_16")
+    sf.write(tmp_path / "b44k_stereo.wav", np.stack([resample_poly(audio, 441, 160)] * 2, axis=1), 44100,
+             subtype="FLOAT")
+    sf.write(tmp_path / "c8k.wav", resample_poly(audio, 1, 2), 8000, subtype="PCM_24")
+    sf.write(tmp_path / "short.wav", audio[:4000], sr)
+    (tmp_path / "broken.wav").write_text("this is not audio")
+    wavs = [str(tmp_path / n) for n in ("a16k.wav", "broken.wav", "b44k_stereo.wav", "c8k.wav", "short.wav")]
+    blocker = "import sys; sys.modules['torch'] = None; from wakeword.cli import main; main()"
+    proc = run([sys.executable, "-c", blocker, "score", "models/deploy", *wavs], repo, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "broken.wav" in proc.stderr and "cannot read audio" in proc.stderr
+    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    by_file: dict[str, list[float]] = {}
+    for wav, t, s in lines:
+        by_file.setdefault(Path(wav).name, []).append(float(s))
+        assert 0.0 <= float(s) <= 1.0 and float(t) > 0
+    n = len(by_file["a16k.wav"])
+    assert n >= 10 and set(by_file) == {"a16k.wav", "b44k_stereo.wav", "c8k.wav", "short.wav"}
+    assert len(by_file["b44k_stereo.wav"]) == n and len(by_file["short.wav"]) == 1
+    # resampled and downmixed copies of the same audio score alike
+    assert np.abs(np.array(by_file["b44k_stereo.wav"]) - np.array(by_file["a16k.wav"])).max() < 0.25
+    det = run([sys.executable, "-c", blocker, "detect", "models/deploy", "--threshold", "0.0", wavs[0]], repo)
+    fields = det.stdout.splitlines()[0].split("\t")
+    assert Path(fields[0]).name == "a16k.wav" and float(fields[1]) > 0

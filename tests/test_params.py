@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wakeword.params import Params, ParamsError, load_params, merge_overrides, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_load() -> None:
+    assert load_params(ROOT / "params.yaml") == Params()
+
+
+@pytest.mark.parametrize(
+    "data, key, fragment",
+    [
+        ({"train": {"lr": -1}}, "train.lr = -1", "greater than 0"),
+        ({"train": {"lerning_rate": 0.1}}, "train.lerning_rate", "allowed keys: batch_size"),
+        ({"trian": {}}, "trian", "unknown key in the top level"),
+        ({"split": {"train": 0.8, "val": 0.15, "test": 0.15}}, "split", "must be 1.0"),
+        ({"detector": {"vote_threshold": 6}}, "detector", "must not exceed vote_window"),
+        ({"augment": {"snr_db": [20, 5]}}, "augment", "low <= high"),
+        ({"model": {"kernel_size": 4}}, "model", "must be odd"),
+        ({"synth": {"phrase": "hey 123"}}, "synth.phrase = 'hey 123'", "pattern"),
+        ({"audio": {"clip_s": 3.0}}, "audio.clip_s = 3.0", "less than or equal to 2"),
+        ({"train": {"epochs": "many"}}, "train.epochs = 'many'", "integer"),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(data: dict, key: str, fragment: str) -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_params(data)
+    msg = str(info.value)
+    assert key in msg and fragment in msg, msg
+
+
+def test_unreadable_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="cannot read"):
+        load_params(tmp_path / "missing.yaml")
+    (tmp_path / "p.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(tmp_path / "p.yaml")
+    (tmp_path / "q.yaml").write_text("train: {lr: [\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "q.yaml")
+
+
+def test_merge_overrides_is_deep_and_validated() -> None:
+    base = {"train": {"lr": 0.1, "epochs": 3}, "seed": 1}
+    merged = merge_overrides(base, {"train": {"epochs": 1}})
+    assert merged == {"train": {"lr": 0.1, "epochs": 1}, "seed": 1}
+    assert base["train"]["epochs"] == 3
+    assert parse_params(merged).train.epochs == 1
+
+
+def test_tiny_profile_is_valid() -> None:
+    import yaml
+
+    tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    full = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = parse_params(merge_overrides(full, tiny))
+    assert p.synth.n_positive < Params().synth.n_positive

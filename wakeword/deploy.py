@@ -1,0 +1,146 @@
+"""From a trained checkpoint to deployable artifacts: ONNX (float, int8) and the full-int8 TFLite model
+directory that ``wakeword detect`` / ``wakeword score`` run.
+
+CMVN is folded into the model's first convolution, so every exported model takes raw log-mel features.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from wakeword.cmvn import CMVN
+from wakeword.featurize import FeatureSet
+from wakeword.models import count_macs, count_parameters, fold_cmvn
+from wakeword.params import FeatureParams
+from wakeword.scoring import LogitFn, probabilities, sliding_windows
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "wakeword.json"
+MANIFEST_VERSION = 1
+
+
+class FidelityError(ValueError):
+    """The exported model disagrees with the float model by more than the allowed tolerance."""
+
+
+def _temp_dir_beside(out_dir: Path) -> Path:
+    """A fresh directory next to ``out_dir`` (same filesystem, so the final rename is atomic)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the published directory should not be
+    return tmp
+
+
+def sample_windows(fs: FeatureSet, window: int, step: int, n: int, seed: int) -> np.ndarray:
+    """``n`` model windows drawn reproducibly from a feature set (fixed windows or sliding over clips)."""
+    rng = np.random.default_rng(seed)
+    if fs.x.shape[1] == window:
+        pool = fs.x
+        pick = rng.choice(pool.shape[0], size=min(n, pool.shape[0]), replace=False)
+        return np.ascontiguousarray(pool[np.sort(pick)], dtype=np.float32)
+    clips = rng.choice(fs.x.shape[0], size=min(n, fs.x.shape[0]), replace=False)
+    out = []
+    for c in np.sort(clips):
+        wins = sliding_windows(fs.x[c], window, step)
+        out.append(wins[int(rng.integers(wins.shape[0]))])
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def folded_model(model: nn.Module, cmvn: CMVN) -> nn.Module:
+    return fold_cmvn(model, cmvn.mean, cmvn.std).eval()
+
+
+def export_onnx_models(
+    model: nn.Module, cmvn: CMVN, out_dir: Path, window: int, check_windows: np.ndarray,
+    calibration: np.ndarray, atol: float,
+) -> dict[str, Any]:
+    """Float ONNX checked against torch, then static int8 QDQ ONNX; returns the fidelity report."""
+    import onnxruntime as ort
+
+    from wakeword.export import check_onnx, export_onnx, quantize_onnx_int8
+
+    folded = folded_model(model, cmvn)
+    tmp = _temp_dir_beside(out_dir)
+    try:
+        export_onnx(folded, window, cmvn.n_features, tmp / "model.onnx")
+        max_diff = check_onnx(folded, tmp / "model.onnx", check_windows, atol)
+        quantize_onnx_int8(tmp / "model.onnx", tmp / "model_int8.onnx", calibration)
+        f_sess = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
+        q_sess = ort.InferenceSession(str(tmp / "model_int8.onnx"), providers=["CPUExecutionProvider"])
+        f_out = np.concatenate([f_sess.run(None, {"features": w[None]})[0] for w in check_windows])
+        q_out = np.concatenate([q_sess.run(None, {"features": w[None]})[0] for w in check_windows])
+        report = {
+            "onnx_max_abs_diff_vs_torch": float(max_diff),
+            "onnx_float_kb": round((tmp / "model.onnx").stat().st_size / 1024, 2),
+            "onnx_int8_kb": round((tmp / "model_int8.onnx").stat().st_size / 1024, 2),
+            "onnx_int8_argmax_agreement": float((f_out.argmax(1) == q_out.argmax(1)).mean()),
+            "onnx_int8_mean_abs_prob_diff": float(np.abs(probabilities(f_out) - probabilities(q_out)).mean()),
+            "check_windows": int(check_windows.shape[0]),
+        }
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def decision_agreement(
+    reference: LogitFn, candidate: LogitFn, windows: np.ndarray, temperature: float, threshold: float,
+) -> dict[str, float]:
+    p_ref = probabilities(reference(windows), temperature)
+    p_new = probabilities(candidate(windows), temperature)
+    return {
+        "decision_agreement": float(((p_ref >= threshold) == (p_new >= threshold)).mean()),
+        "mean_abs_prob_diff": float(np.abs(p_ref - p_new).mean()),
+        "max_abs_prob_diff": float(np.abs(p_ref - p_new).max()),
+    }
+
+
+def build_manifest(
+    phrase: str, fp: FeatureParams, window: int, step: int, step_ms: int, calibration: dict[str, Any],
+    arena_bytes: int, cmvn: CMVN,
+) -> dict[str, Any]:
+    return {
+        "version": MANIFEST_VERSION,
+        "wake_word": phrase,
+        "model": "model.tflite",
+        "model_type": "full_int8_tflite",
+        "input": "raw log-mel (CMVN folded into the model)",
+        "features": fp.model_dump(),
+        "sample_rate_hz": 16000,
+        "window_frames": window,
+        "step_frames": step,
+        "step_ms": step_ms,
+        "temperature": calibration["temperature"],
+        "probability_cutoff": calibration["threshold"],
+        "detector": calibration["detector"],
+        "tensor_arena_size": arena_bytes,
+        "cmvn": cmvn.to_dict(),
+    }
+
+
+def write_model_dir(out_dir: Path, tflite_file: Path, manifest: dict[str, Any]) -> None:
+    tmp = _temp_dir_beside(out_dir)
+    try:
+        shutil.copyfile(tflite_file, tmp / "model.tflite")
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_compute(model: nn.Module, window: int, step_ms: int) -> dict[str, int]:
+    macs = count_macs(model, window)
+    return {"parameters": count_parameters(model), "macs_per_window": macs,
+            "macs_per_second": int(round(macs * 1000.0 / step_ms))}

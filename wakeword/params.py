@@ -1,0 +1,300 @@
+"""Typed parameters: ``params.yaml`` -> one frozen pydantic model per section.
+
+Every stage validates the *whole* file through :class:`Params` before doing any work, so a bad value
+anywhere (``dvc exp run -S train.lr=-1``) or a typo'd key (``-S train.lerning_rate=1``) stops the first
+stage that runs with a message naming the key, the value and what is allowed. Library functions take the
+narrow section they need, never the whole tree.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or holds a value that is not allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Range = Annotated[tuple[float, float], Field(description="[low, high], low <= high")]
+
+
+def _check_range(name: str, value: tuple[float, float]) -> None:
+    lo, hi = value
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"{name} must be [low, high] with finite low <= high, got {list(value)}")
+
+
+class AudioParams(_Section):
+    sample_rate_hz: Literal[16000] = 16000
+    clip_s: float = Field(1.5, ge=1.0, le=2.0)
+    eval_clip_s: float = Field(3.0, ge=1.5, le=10.0)
+    step_ms: int = Field(100, ge=10, le=500)
+
+    @model_validator(mode="after")
+    def _eval_longer(self) -> "AudioParams":
+        if self.eval_clip_s < self.clip_s + 0.5:
+            raise ValueError(
+                f"eval_clip_s ({self.eval_clip_s}) must be at least clip_s + 0.5 ({self.clip_s + 0.5}) "
+                "so the sliding window has several steps over each evaluation clip"
+            )
+        return self
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_s * self.sample_rate_hz))
+
+    @property
+    def eval_clip_samples(self) -> int:
+        return int(round(self.eval_clip_s * self.sample_rate_hz))
+
+
+class SynthParams(_Section):
+    phrase: str = Field("hey jarvis", min_length=2, max_length=60, pattern=r"^[A-Za-z][A-Za-z' ]*[A-Za-z]$")
+    espeak_accents: list[str] = Field(
+        default_factory=lambda: ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan",
+                                 "en-gb-x-gbcwmd", "en-us-nyc"],
+        min_length=1,
+    )
+    espeak_variants_per_accent: int = Field(40, ge=1, le=150)
+    n_positive: int = Field(3000, ge=20, le=200000)
+    n_negative: int = Field(3000, ge=20, le=200000)
+    n_confusable: int = Field(1200, ge=10, le=100000)
+    n_background: int = Field(200, ge=10, le=20000)
+    background_s: float = Field(6.0, ge=2.0, le=60.0)
+    piper_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    speed_wpm: Range = (120.0, 200.0)
+    pitch: Range = (30.0, 80.0)
+    piper_length_scale: Range = (0.8, 1.35)
+    piper_noise_scale: Range = (0.4, 0.9)
+    stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
+    stream_val_h: float = Field(0.5, gt=0.0, le=100.0)
+    stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SynthParams":
+        _check_range("speed_wpm", self.speed_wpm)
+        _check_range("pitch", self.pitch)
+        _check_range("piper_length_scale", self.piper_length_scale)
+        _check_range("piper_noise_scale", self.piper_noise_scale)
+        if not (80 <= self.speed_wpm[0] and self.speed_wpm[1] <= 450):
+            raise ValueError(f"speed_wpm must lie within [80, 450], got {list(self.speed_wpm)}")
+        if not (0 <= self.pitch[0] and self.pitch[1] <= 99):
+            raise ValueError(f"pitch must lie within [0, 99], got {list(self.pitch)}")
+        if self.piper_length_scale[0] <= 0 or self.piper_noise_scale[0] < 0:
+            raise ValueError("piper_length_scale must be > 0 and piper_noise_scale >= 0")
+        return self
+
+
+class SplitParams(_Section):
+    train: float = Field(0.7, gt=0.0, lt=1.0)
+    val: float = Field(0.15, gt=0.0, lt=1.0)
+    test: float = Field(0.15, gt=0.0, lt=1.0)
+    pin_to_train: list[str] = Field(default_factory=lambda: ["piper:*"])
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "SplitParams":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1.0, got {total:.6g}")
+        return self
+
+
+class FeatureParams(_Section):
+    type: Literal["log_mel"] = "log_mel"
+    n_mels: int = Field(40, ge=8, le=128)
+    n_fft: int = Field(512, ge=256, le=2048)
+    win_ms: float = Field(25.0, ge=10.0, le=32.0)
+    hop_ms: float = Field(10.0, ge=5.0, le=20.0)
+    f_min_hz: float = Field(20.0, ge=0.0, le=1000.0)
+    f_max_hz: float = Field(7600.0, ge=2000.0, le=8000.0)
+    log_floor: float = Field(1.0e-6, gt=0.0, le=1.0e-2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FeatureParams":
+        if self.win_samples > self.n_fft:
+            raise ValueError(f"win_ms ({self.win_ms}) gives {self.win_samples} samples, more than n_fft ({self.n_fft})")
+        if self.f_min_hz >= self.f_max_hz:
+            raise ValueError(f"f_min_hz ({self.f_min_hz}) must be below f_max_hz ({self.f_max_hz})")
+        return self
+
+    @property
+    def win_samples(self) -> int:
+        return int(round(self.win_ms * 16))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_ms * 16))
+
+
+class AugmentParams(_Section):
+    train_variants: int = Field(2, ge=1, le=20)
+    negative_windows_per_clip: int = Field(2, ge=1, le=20)
+    noise_prob: float = Field(0.6, ge=0.0, le=1.0)
+    snr_db: Range = (5.0, 20.0)
+    level_dbfs: Range = (-35.0, -12.0)
+    noise_floor_dbfs: Range = (-70.0, -60.0)
+    context_prob: float = Field(0.35, ge=0.0, le=1.0)
+    background_windows: int = Field(600, ge=0, le=100000)
+    eval_snr_db: Range = (5.0, 25.0)
+    eval_noise_prob: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "AugmentParams":
+        for name in ("snr_db", "level_dbfs", "noise_floor_dbfs", "eval_snr_db"):
+            _check_range(name, getattr(self, name))
+        if self.level_dbfs[1] > 0 or self.noise_floor_dbfs[1] > 0:
+            raise ValueError("level_dbfs and noise_floor_dbfs must be <= 0 dBFS")
+        return self
+
+
+class ModelParams(_Section):
+    arch: Literal["ds_tcn"] = "ds_tcn"
+    channels: int = Field(48, ge=4, le=256)
+    blocks: int = Field(4, ge=1, le=8)
+    kernel_size: int = Field(5, ge=3, le=15)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _odd_kernel(self) -> "ModelParams":
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        return self
+
+
+class TrainParams(_Section):
+    epochs: int = Field(12, ge=1, le=1000)
+    batch_size: int = Field(128, ge=4, le=8192)
+    lr: float = Field(3.0e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(1.0e-4, ge=0.0, le=1.0)
+    warmup_epochs: int = Field(1, ge=0, le=100)
+    min_lr: float = Field(1.0e-5, ge=0.0, le=1.0)
+    label_smoothing: float = Field(0.05, ge=0.0, lt=0.5)
+    num_threads: int = Field(2, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _lr_order(self) -> "TrainParams":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        return self
+
+
+class DetectorParams(_Section):
+    hysteresis: float = Field(0.1, ge=0.0, lt=1.0)
+    vote_window: int = Field(5, ge=1, le=100)
+    vote_threshold: int = Field(3, ge=1, le=100)
+    lockout_ms: int = Field(1500, ge=0, le=60000)
+
+    @model_validator(mode="after")
+    def _votes(self) -> "DetectorParams":
+        if self.vote_threshold > self.vote_window:
+            raise ValueError(
+                f"vote_threshold ({self.vote_threshold}) must not exceed vote_window ({self.vote_window})"
+            )
+        return self
+
+
+class CalibrateParams(_Section):
+    target_fah: float = Field(1.0, gt=0.0, le=100.0)
+    threshold_step: float = Field(0.01, ge=0.001, le=0.1)
+    temperature_iters: int = Field(50, ge=1, le=1000)
+    temperature_lr: float = Field(0.01, gt=0.0, le=1.0)
+
+
+class QuantizeParams(_Section):
+    calibration_windows: int = Field(512, ge=16, le=100000)
+    onnx_atol: float = Field(1.0e-4, gt=0.0, le=1.0)
+
+
+class ExportParams(_Section):
+    min_decision_agreement: float = Field(0.95, ge=0.0, le=1.0)
+    max_arena_kb: int = Field(1024, ge=8, le=65536)
+
+
+class Params(_Section):
+    seed: int = Field(1234, ge=0, le=2**31 - 1)
+    audio: AudioParams = AudioParams()
+    synth: SynthParams = SynthParams()
+    split: SplitParams = SplitParams()
+    features: FeatureParams = FeatureParams()
+    augment: AugmentParams = AugmentParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    detector: DetectorParams = DetectorParams()
+    calibrate: CalibrateParams = CalibrateParams()
+    quantize: QuantizeParams = QuantizeParams()
+    export: ExportParams = ExportParams()
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return "<missing>"
+    return data
+
+
+def format_validation_error(err: ValidationError, data: Any, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid parameter(s):"]
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p != "__root__")
+        key = ".".join(str(p) for p in loc) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            section = ".".join(str(p) for p in loc[:-1])
+            model: Any = Params
+            for part in loc[:-1]:
+                field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+                model = field.annotation if field is not None else None
+            allowed = sorted(model.model_fields) if hasattr(model, "model_fields") else []
+            where = f"section '{section}'" if section else "the top level"
+            lines.append(f"  {key}: unknown key in {where}; allowed keys: {', '.join(allowed)}")
+            continue
+        value = _lookup(data, loc)
+        lines.append(f"  {key} = {value!r}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(format_validation_error(err, data, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raise :class:`ParamsError` with a readable message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read params file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(data, str(path))
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` (e.g. a profile such as ``profiles/tiny.yaml``) onto ``base``; new dict."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out

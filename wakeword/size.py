@@ -1,0 +1,219 @@
+"""Deployed size of a detector: flash (the ``.tflite`` bytes) and RAM (TFLite-Micro arena + detector buffers).
+
+Why measured and not estimated: the arena depends on the memory planner's reuse of activation buffers, per-op
+scratch buffers and the interpreter's persistent bookkeeping, none of which a ``params x bytes`` formula sees.
+So the arena here is the smallest size with which the real TFLite-Micro interpreter (the ``tflite-micro``
+Python package, the same C++ core that runs on an MCU) *allocates and invokes* the model.
+
+Host vs MCU: the figure is close to, not identical with, what a 32-bit microcontroller needs. On this 64-bit
+host pointers are 8 bytes, so the persistent structs in the arena tail (``TfLiteEvalTensor``,
+``NodeAndRegistration``, allocator bookkeeping, the recording allocator's own records) are larger than on a
+32-bit MCU, while optimised kernels (CMSIS-NN, ESP-NN) may request scratch buffers that the host reference
+kernels do not. Expect the device figure within a few hundred bytes to ~1 KB of the host one; keep a margin.
+
+No torch here: this module runs wherever ``numpy`` and ``tflite-micro`` are installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Binary-search granularity for the arena (TFLite-Micro aligns buffers to 16 bytes).
+ARENA_GRANULARITY = 16
+
+
+class ArenaError(RuntimeError):
+    """The model cannot be allocated/invoked by TFLite-Micro within the allowed arena."""
+
+
+@contextlib.contextmanager
+def captured_native_stderr() -> Iterator[list[str]]:
+    """Redirect file descriptor 2 to a temp file for the duration of the block.
+
+    Why: TFLite-Micro, the TFLite converter and absl log from C++ straight to fd 2, which ``contextlib.
+    redirect_stderr`` cannot catch. Failed allocations in a binary search would otherwise print dozens of
+    "Failed to allocate tail memory" lines. The captured text is handed back (as the single element of the
+    yielded list, filled on exit) so callers can log it or put it in an error message. Process-wide: other
+    threads writing to fd 2 meanwhile are captured too.
+    """
+    out: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            with contextlib.suppress(OSError, ValueError):  # a closed sys.stderr must not mask the real error
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", errors="replace"))
+
+
+def _read_model(tflite_path: str | os.PathLike[str]) -> bytes:
+    path = Path(tflite_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: TFLite model file not found")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ArenaError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
+    return data
+
+
+def _allocates_and_invokes(model: bytes, arena_bytes: int) -> tuple[bool, str]:
+    """Try one arena size: construct (allocates tensors), feed zeros, invoke. Returns (ok, native log)."""
+    from tflite_micro import runtime  # heavy-ish native import; only when measuring
+
+    msg = ""
+    ok = False
+    with captured_native_stderr() as captured:
+        try:
+            interp = runtime.Interpreter.from_bytes(model, arena_size=int(arena_bytes))
+            details = interp.get_input_details(0)
+            interp.set_input(np.zeros(tuple(details["shape"]), dtype=details["dtype"]), 0)
+            interp.invoke()
+            ok = True
+        except (RuntimeError, ValueError) as exc:
+            msg = str(exc)
+    native = captured[0] if captured else ""
+    return ok, (msg + "\n" + native).strip()
+
+
+def arena_allocates(tflite_path: str | os.PathLike[str], arena_bytes: int) -> bool:
+    """True when TFLite-Micro allocates AND invokes the model with an arena of ``arena_bytes``."""
+    if arena_bytes <= 0:
+        return False
+    ok, _ = _allocates_and_invokes(_read_model(tflite_path), arena_bytes)
+    return ok
+
+
+def measure_arena_bytes(tflite_path: str | os.PathLike[str], max_bytes: int = 1 << 20) -> int:
+    """Smallest tensor arena (bytes, multiple of 16) with which TFLite-Micro allocates and invokes the model.
+
+    Binary search between 16 and ``max_bytes``. Allocation success is monotone in the arena size, so the
+    search is exact to :data:`ARENA_GRANULARITY`. Raises :class:`ArenaError` when even ``max_bytes`` fails
+    (an op TFLite-Micro lacks, a model too big for the target, or a corrupt file), with TFLite-Micro's reason.
+    See the module docstring for how the host figure relates to a 32-bit MCU.
+    """
+    path = Path(tflite_path)
+    model = _read_model(path)
+    g = ARENA_GRANULARITY
+    hi = (int(max_bytes) // g) * g
+    if hi < g:
+        raise ValueError(f"max_bytes must be at least {g}, got {max_bytes}")
+    ok, why = _allocates_and_invokes(model, hi)
+    if not ok:
+        raise ArenaError(
+            f"{path}: TFLite-Micro cannot allocate and invoke this model even with a {hi}-byte arena "
+            f"(unsupported op, model too large, or corrupt file). TFLite-Micro said: {why or '(nothing)'}"
+        )
+    lo = 0  # known failing (an empty arena never works)
+    while hi - lo > g:
+        mid = ((lo + hi) // 2 // g) * g
+        if mid <= lo:
+            mid = lo + g
+        if _allocates_and_invokes(model, mid)[0]:
+            hi = mid
+        else:
+            lo = mid
+    log.debug("%s: smallest TFLite-Micro arena %d bytes", path, hi)
+    return hi
+
+
+def tflite_op_names(tflite_path: str | os.PathLike[str]) -> list[str]:
+    """Builtin op names used by the model, in graph order (``CUSTOM:<code>`` for custom ops).
+
+    Why: the export check and reports name the ops a target firmware must register in its
+    ``MicroMutableOpResolver``.
+    """
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+    data = _read_model(tflite_path)
+    model = fb.Model.GetRootAsModel(data, 0)
+    code_names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    names: list[str] = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        assert sg is not None
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            assert op is not None
+            oc = model.OperatorCodes(op.OpcodeIndex())
+            assert oc is not None
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            if code == fb.BuiltinOperator.CUSTOM:
+                cc = oc.CustomCode()
+                names.append(f"CUSTOM:{cc.decode() if cc else '?'}")
+            else:
+                names.append(code_names.get(code, f"BUILTIN_{code}"))
+    return names
+
+
+def detector_buffer_bytes(n_fft: int, window_frames: int, n_mels: int) -> dict[str, int]:
+    """RAM the streaming detector needs besides the arena, on a device.
+
+    Formula: ``audio_ring_bytes = n_fft * 2`` (one STFT window of int16 samples, the only audio the front
+    end must keep: each hop shifts it) and ``feature_window_bytes = window_frames * n_mels`` (the sliding
+    window of int8 features the model reads; int8 because the deployed model takes int8 input).
+    ``total_bytes`` is their sum. Not counted: the FFT work buffers of the DSP library and the stack.
+    """
+    for name, value in (("n_fft", n_fft), ("window_frames", window_frames), ("n_mels", n_mels)):
+        if int(value) != value or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    audio = int(n_fft) * 2
+    feats = int(window_frames) * int(n_mels)
+    return {"audio_ring_bytes": audio, "feature_window_bytes": feats, "total_bytes": audio + feats}
+
+
+def _kb(n: int) -> float:
+    return round(n / 1024.0, 2)
+
+
+def size_report(
+    tflite_path: str | os.PathLike[str], arena_bytes: int, buffers: Mapping[str, Any] | int
+) -> dict[str, Any]:
+    """Flash and RAM figures of one deployed model (SPEC 4.7).
+
+    ``flash_bytes`` is the exact ``.tflite`` size; the C array it becomes (``const unsigned char model[]``)
+    holds the same bytes, so ``c_array_bytes == flash_bytes`` (a header adds only a length variable and an
+    alignment attribute). ``ram_*`` = measured arena + :func:`detector_buffer_bytes` ``total_bytes``
+    (``buffers`` may also be that total as an int). KB figures are bytes / 1024, 2 decimals.
+    """
+    path = Path(tflite_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: TFLite model file not found")
+    if isinstance(buffers, Mapping):
+        if "total_bytes" not in buffers:
+            raise ValueError(f"buffers must come from detector_buffer_bytes (a 'total_bytes' key), got {dict(buffers)}")
+        buf = int(buffers["total_bytes"])
+    else:
+        buf = int(buffers)
+    if arena_bytes < 0 or buf < 0:
+        raise ValueError(f"arena_bytes ({arena_bytes}) and buffer bytes ({buf}) must be >= 0")
+    flash = os.path.getsize(path)
+    ram = int(arena_bytes) + buf
+    return {
+        "flash_bytes": flash,
+        "flash_kb": _kb(flash),
+        "c_array_bytes": flash,
+        "c_array_kb": _kb(flash),
+        "arena_bytes": int(arena_bytes),
+        "arena_kb": _kb(int(arena_bytes)),
+        "detector_buffers_bytes": buf,
+        "detector_buffers_kb": _kb(buf),
+        "ram_bytes": ram,
+        "ram_kb": _kb(ram),
+    }

