@@ -25,8 +25,10 @@ import os
 import shutil
 import time
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,11 @@ STREAM_P_CONFUSABLE = 0.05  # share of speech utterances that are confusable phr
 NONSPEECH_KINDS: tuple[str, ...] = ("music", "music", "noise", "household", "household", "hum", "babble")
 
 
-class SynthError(RuntimeError):
-    """The data set could not be synthesised (bad configuration or an engine failure)."""
+class SynthError(RuntimeError, ValueError):
+    """The data set could not be synthesised (bad configuration or an engine failure).
+
+    Also a ``ValueError`` because stages turn ValueErrors from the library into a one-line failure.
+    """
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -159,7 +164,7 @@ def build_voice_pool(params: SynthParams, seed: int) -> list[tts.EspeakVoice]:
 
 def split_voice_pool(pool: list[tts.EspeakVoice], fraction: float) -> dict[str, list[tts.EspeakVoice]]:
     """Reserve ``fraction`` of the pool for the streams (half val, half test); the rest render clips."""
-    n_res = max(2, int(round(fraction * len(pool))))
+    n_res = max(2, round(fraction * len(pool)))
     if len(pool) - n_res < 1:
         raise SynthError(
             f"synth.stream_voice_fraction = {fraction}: the espeak voice pool has only {len(pool)} voices, too "
@@ -207,8 +212,8 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
     for kind, n in counts.items():
         code = KIND_CODES[kind]
         plan_rng = _rng(seed, code, _PLAN_CODE)
-        n_piper = int(round(n * params.piper_fraction))
-        piper_idx = set(int(i) for i in plan_rng.permutation(n)[:n_piper])
+        n_piper = round(n * params.piper_fraction)
+        piper_idx = {int(i) for i in plan_rng.permutation(n)[:n_piper]}
         voice_order = [clip_voices[int(i)] for i in plan_rng.permutation(len(clip_voices))]
         j = 0
         for i in range(n):
@@ -265,7 +270,7 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
                        confusables: list[str], work_dir: str) -> list[dict[str, Any]]:
     """Cut a stream into fixed-length blocks (a short remainder joins the last block)."""
     hours = params.stream_val_h if role == "val" else params.stream_test_h
-    total = int(round(hours * 3600 * SR))
+    total = round(hours * 3600 * SR)
     block = int(STREAM_BLOCK_S * SR)
     cores = [block] * (total // block)
     rem = total - sum(cores)
@@ -318,7 +323,7 @@ def render_clip(task: dict[str, Any], root: str) -> dict[str, Any]:
 
 def render_background(task: dict[str, Any], root: str) -> dict[str, Any]:
     """Generate one background clip (noise.py sounds; babble from already written negative clips)."""
-    n = int(round(task["duration_s"] * SR))
+    n = round(task["duration_s"] * SR)
     rng = np.random.default_rng(task["seed"])
     utts = [sf.read(str(Path(root) / p), dtype="float32")[0] for p in task["babble_src"]]
     x = np.zeros(n, dtype=np.float64)
@@ -358,6 +363,18 @@ def _stream_nonspeech(kind: str, n: int, rng: np.random.Generator, voices: list[
     return N.babble(utts, n, rng, SR), "babble"
 
 
+def _joins_into_phrase(prev_text: str | None, text: str, phrase: str) -> bool:
+    """Would ``text`` said after ``prev_text`` contain the phrase (inside it or across the join)?
+
+    ``prev_text=None`` means the preceding utterance is unknown (it lies in another block): then every
+    partial phrase it could have ended with is tried, so "... hey" | next block "jarvis" cannot happen.
+    """
+    if prev_text is not None:
+        return T.contains_phrase(f"{prev_text} {text}", phrase)
+    compact = "".join(T.tokens(phrase))
+    return any(T.contains_phrase(f"{compact[:k]} {text}", phrase) for k in range(len(compact)))
+
+
 def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
     """Render one block of a stream: bed + utterances with gaps + non-speech segments.
 
@@ -372,7 +389,7 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
     voices, phrase = list(task["voices"]), task["phrase"]
     segments: list[dict[str, Any]] = []
     t = head + int(_uniform(rng, (0.0, 1.0)) * SR)
-    prev_text = ""
+    prev_text: str | None = None  # None: unknown (the previous block may have ended with any prefix)
     while True:
         t += int(_uniform(rng, STREAM_GAP_S) * SR)
         if t >= core:
@@ -398,7 +415,7 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
                 text = task["confusables"][int(rng.integers(len(task["confusables"])))]
             else:
                 text = T.negative_text(phrase, rng)
-            if not T.contains_phrase(f"{prev_text} {text}", phrase):
+            if not _joins_into_phrase(prev_text, text, phrase):
                 break
         else:
             raise SynthError(f"stream {role}: could not draw an utterance that avoids the phrase {phrase!r}")
@@ -425,9 +442,8 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _call(args: tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]) -> dict[str, Any]:
-    fn, fargs = args
-    return fn(*fargs)
+def _run_chunk(fn: Callable[..., dict[str, Any]], argss: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [fn(*a) for a in argss]
 
 
 def _worker_init(level: int) -> None:
@@ -435,35 +451,56 @@ def _worker_init(level: int) -> None:
 
 
 class _Runner:
-    """Run tasks in-process (workers=1) or on a spawn pool; results are keyed by the caller, not order."""
+    """Run tasks in-process (workers=1) or on a spawn process pool, yielding results in task order.
+
+    At most ``window`` chunks are in flight, so the ordered consumer (the stream writer) never has more
+    than a few blocks waiting. Order of *execution* never matters for the output (per-item seeds).
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.pool: Any = None
+        self.executor: ProcessPoolExecutor | None = None
         if workers > 1:
-            ctx = mp.get_context("spawn")
-            self.pool = ctx.Pool(workers, initializer=_worker_init, initargs=(logging.getLogger().level,))
+            self.executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                                initializer=_worker_init,
+                                                initargs=(logging.getLogger().getEffectiveLevel(),))
 
     def map(self, fn: Callable[..., dict[str, Any]], argss: list[tuple[Any, ...]], desc: str,
-            ordered: bool = False, chunksize: int = 4) -> Iterator[dict[str, Any]]:
-        jobs = [(fn, a) for a in argss]
-        if self.pool is None:
-            it: Iterable[dict[str, Any]] = map(_call, jobs)
-        elif ordered:
-            it = self.pool.imap(_call, jobs, chunksize=1)
-        else:
-            it = self.pool.imap_unordered(_call, jobs, chunksize=chunksize)
-        yield from tqdm(it, total=len(jobs), desc=desc, unit="item", disable=None, leave=False)
+            chunksize: int = 8, window: int | None = None) -> Iterator[dict[str, Any]]:
+        chunks = [argss[i:i + chunksize] for i in range(0, len(argss), chunksize)]
+        with tqdm(total=len(argss), desc=desc, unit="item", disable=None, leave=False) as bar:
+            if self.executor is None:
+                for chunk in chunks:
+                    for res in _run_chunk(fn, chunk):
+                        bar.update(1)
+                        yield res
+                return
+            limit = window or 256
+            pending: deque[Future[list[dict[str, Any]]]] = deque()
+            for chunk in chunks:
+                pending.append(self.executor.submit(_run_chunk, fn, chunk))
+                while len(pending) >= limit:
+                    yield from self._take(pending, bar)
+            while pending:
+                yield from self._take(pending, bar)
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool.join()
+    @staticmethod
+    def _take(pending: deque[Future[list[dict[str, Any]]]], bar: Any) -> Iterator[dict[str, Any]]:
+        try:
+            results = pending.popleft().result()
+        except BrokenProcessPool as exc:
+            raise SynthError(
+                f"a synthesis worker process died ({exc}); when calling synthesize_dataset from a script, "
+                "guard the call with `if __name__ == '__main__':` (worker processes are spawned)"
+            ) from None
+        for res in results:
+            bar.update(1)
+            yield res
 
-    def terminate(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+    def close(self, cancel: bool = False) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=cancel)
+            self.executor = None
 
 
 def _write_stream(runner: _Runner, tasks: list[dict[str, Any]], role: str, root: Path,
@@ -474,8 +511,9 @@ def _write_stream(runner: _Runner, tasks: list[dict[str, Any]], role: str, root:
     carry: np.ndarray | None = None
     n_written = 0
     with sf.SoundFile(str(wav_path), "w", samplerate=SR, channels=1, subtype="PCM_16", format="WAV") as fh:
-        for res, task in zip(runner.map(render_stream_block, [(t,) for t in tasks], f"stream {role}", ordered=True),
-                             tasks):
+        results = runner.map(render_stream_block, [(t,) for t in tasks], f"stream {role}", chunksize=1,
+                             window=runner.workers + 1)
+        for res, task in zip(results, tasks):
             if res["block"] != task["block"]:
                 raise SynthError(f"stream {role}: blocks arrived out of order")
             x = np.load(res["out"], allow_pickle=False).astype(np.float64)
@@ -561,16 +599,22 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
         clip_tasks = plan_clips(params, seed, pools["clips"], confusables)
         runner = _Runner(n_workers)
         done: dict[str, int] = {}
-        for res in runner.map(render_clip, [(t, str(tmp)) for t in clip_tasks], "speech clips"):
+        # longest items (sentences) first so the pool's tail is short; results are keyed by id
+        by_cost = sorted(clip_tasks, key=lambda t: (t["kind"] != "negative", t["id"]))
+        for res in runner.map(render_clip, [(t, str(tmp)) for t in by_cost], "speech clips"):
             done[res["id"]] = res["n_samples"]
+        LOG.info("speech clips: %d in %.1f s", len(clip_tasks), time.perf_counter() - t0)
         negative_paths = [t["path"] for t in clip_tasks if t["kind"] == "negative"]
         bg_tasks = plan_backgrounds(params, seed, negative_paths)
         for res in runner.map(render_background, [(t, str(tmp)) for t in bg_tasks], "background clips"):
             done[res["id"]] = res["n_samples"]
+        LOG.info("background clips: %d, at %.1f s", len(bg_tasks), time.perf_counter() - t0)
         streams = {}
         for role in ("val", "test"):
             blocks = plan_stream_blocks(params, seed, role, pools[role], confusables, str(tmp / "_work"))
             streams[role] = _write_stream(runner, blocks, role, tmp, pools[role])
+            LOG.info("stream %s: %.2f h, at %.1f s", role, streams[role]["duration_s"] / 3600,
+                     time.perf_counter() - t0)
         runner.close()
         runner = None
         entries = [_manifest_entry(t, done[t["id"]]) for t in clip_tasks + bg_tasks]
@@ -580,13 +624,12 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
                             "duration_s": info["duration_s"], "sample_rate_hz": SR, "role": role})
         entries.sort(key=lambda e: e["path"])
         with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as fh:
-            for e in entries:
-                fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+            fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
         shutil.rmtree(tmp / "_work")
         _replace_dir(tmp, out_dir)
     except BaseException:
         if runner is not None:
-            runner.terminate()
+            runner.close(cancel=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     report = _report(entries, streams, len(confusables), pools, time.perf_counter() - t0, n_workers)

@@ -62,8 +62,11 @@ CORE_ESPEAK_VARIANTS: tuple[str, ...] = (
 )
 
 
-class TTSEngineError(RuntimeError):
-    """A speech engine could not be loaded or failed to synthesize."""
+class TTSEngineError(RuntimeError, ValueError):
+    """A speech engine could not be loaded or failed to synthesize.
+
+    Also a ``ValueError`` because stages turn ValueErrors from the library into a one-line failure.
+    """
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -102,7 +105,7 @@ def trim_silence(x: np.ndarray, sr: int = TARGET_SR, keep_s: float = 0.05, rel_d
         return x
     thr = max(abs_floor, peak * 10.0 ** (rel_db / 20.0))
     idx = np.flatnonzero(np.abs(x) > thr)
-    keep = int(round(keep_s * sr))
+    keep = round(keep_s * sr)
     start = max(0, int(idx[0]) - keep)
     end = min(x.size, int(idx[-1]) + 1 + keep)
     return x[start:end]
@@ -274,7 +277,7 @@ class EspeakEngine:
                     raise TTSEngineError(f"espeak_SetVoiceByName({voice!r}) failed")
                 for param, value in ((_ESPEAK_RATE, rate_wpm), (_ESPEAK_PITCH, pitch),
                                      (_ESPEAK_RANGE, pitch_range), (_ESPEAK_WORDGAP, word_gap)):
-                    lib.espeak_SetParameter(param, int(round(value)), 0)
+                    lib.espeak_SetParameter(param, round(value), 0)
                 lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
                 lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF)
                 if self._libc is not None:
@@ -354,7 +357,7 @@ def _deterministic_piper_graph(model_path: Path) -> bytes:
         raise TTSEngineError(f"Piper engine needs the 'onnx' package to make synthesis reproducible ({exc})") from None
     try:
         model = onnx.load(str(model_path))
-    except Exception as exc:  # onnx raises several types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types for corrupt files
         raise TTSEngineError(f"{model_path}: cannot read Piper ONNX model: {exc}") from None
     graph = model.graph
     nodes = []
@@ -409,7 +412,7 @@ class PiperEngine:
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - onnxruntime has no common base exception
             raise TTSEngineError(f"{model_path}: onnxruntime cannot load the Piper voice: {exc}") from None
         self._session = session
         self._noise_inputs = sorted(i.name for i in session.get_inputs() if i.name.startswith("noise_"))
@@ -450,7 +453,7 @@ class PiperEngine:
                 with self._lock:
                     out = self._session.run(None, feeds)[0]
                 return np.asarray(out, dtype=np.float32).reshape(-1)
-            except Exception as exc:  # onnxruntime raises its own Fail type on a too-short noise buffer
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail type on a too-short noise buffer
                 if "reshape" not in str(exc).lower() or attempt == 3:
                     raise TTSEngineError(f"Piper synthesis failed for text {text!r}: {exc}") from None
                 frames_per_id *= 4

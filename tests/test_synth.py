@@ -1,0 +1,243 @@
+"""Data set builder: determinism across worker counts, manifest schema, voice reservation, streams, levels."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from wakeword import noise as N
+from wakeword import synth as S
+from wakeword import text as T
+from wakeword.params import SynthParams
+
+TINY = SynthParams(n_positive=40, n_negative=40, n_confusable=20, n_background=10, espeak_variants_per_accent=3,
+                   stream_val_h=0.01, stream_test_h=0.01)
+MANIFEST_KEYS = {"id", "path", "kind", "text", "engine", "voice", "group", "duration_s", "sample_rate_hz"}
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _manifest(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (root / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("synth")
+    report_a = S.synthesize_dataset(TINY, 1234, base / "a", workers=2)
+    report_b = S.synthesize_dataset(TINY, 1234, base / "b", workers=1)
+    return {"a": base / "a", "b": base / "b", "report": report_a, "report_b": report_b, "base": base}
+
+
+def test_deterministic_across_runs_and_worker_counts(runs: dict[str, Any]) -> None:
+    a, b = runs["a"], runs["b"]
+    assert (a / "manifest.jsonl").read_bytes() == (b / "manifest.jsonl").read_bytes()
+    ha, hb = _hashes(a), _hashes(b)
+    assert ha == hb
+    assert len(ha) == 40 + 40 + 20 + 10 + 4 + 1
+    assert not any(p.name.startswith(".") for p in runs["base"].iterdir())  # no temp dirs left behind
+
+
+def test_manifest_schema(runs: dict[str, Any]) -> None:
+    root = runs["a"]
+    entries = _manifest(root)
+    assert [e["path"] for e in entries] == sorted(e["path"] for e in entries)
+    assert len({e["id"] for e in entries}) == len(entries)
+    kinds = {k: 0 for k in ("positive", "negative", "hard_negative", "background", "stream")}
+    for e in entries:
+        assert MANIFEST_KEYS <= set(e), e
+        kinds[e["kind"]] += 1
+        path = root / e["path"]
+        assert path.is_file() and not Path(e["path"]).is_absolute() and "\\" not in e["path"]
+        assert path.resolve().is_relative_to(root.resolve())
+        info = sf.info(str(path))
+        assert info.samplerate == e["sample_rate_hz"] == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        assert abs(info.frames / 16000 - e["duration_s"]) < 1e-3
+        if e["kind"] == "stream":
+            assert e["role"] in ("val", "test") and e["group"] == f"stream-{e['role']}"
+        elif e["engine"] == "espeak":
+            assert e["group"] == f"espeak:{e['voice']}"
+        elif e["engine"] == "piper":
+            assert e["group"] == "piper:en_US-joe-medium"
+        else:
+            assert e["engine"] == "noise" and e["kind"] == "background"
+    assert kinds == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10, "stream": 2}
+
+
+def test_clip_content(runs: dict[str, Any]) -> None:
+    entries = _manifest(runs["a"])
+    engines = {k: {e["engine"] for e in entries if e["kind"] == k} for k in ("positive", "negative", "hard_negative")}
+    assert all(v == {"espeak", "piper"} for v in engines.values())
+    assert sum(e["engine"] == "piper" for e in entries if e["kind"] == "positive") == 8  # piper_fraction 0.2
+    for e in entries:
+        if e["kind"] == "positive":
+            assert T.normalize_text(e["text"]) == "hey jarvis"
+            assert 0.3 <= e["duration_s"] <= 3.0
+        elif e["kind"] in ("negative", "hard_negative"):
+            assert not T.contains_phrase(e["text"], "hey jarvis")
+            assert T.normalize_text(e["text"]) != "hey jarvis"
+        elif e["kind"] == "background":
+            assert e["duration_s"] == pytest.approx(TINY.background_s)
+    x, _ = sf.read(str(runs["a"] / entries[0]["path"]), dtype="float32")
+    assert 0.005 < float(np.sqrt(np.mean(x**2))) and float(np.max(np.abs(x))) < 1.0
+
+
+def test_stream_voices_never_render_clips(runs: dict[str, Any]) -> None:
+    root = runs["a"]
+    clip_groups = {e["group"] for e in _manifest(root) if e["kind"] != "stream"}
+    val = json.loads((root / "streams" / "val.json").read_text())["voices"]
+    test = json.loads((root / "streams" / "test.json").read_text())["voices"]
+    assert val and test and not set(val) & set(test)
+    assert not (set(val) | set(test)) & clip_groups
+    report = runs["report"]
+    assert report["voice_pool"]["val"] == len(val) and report["voice_pool"]["test"] == len(test)
+
+
+@pytest.mark.parametrize("role", ["val", "test"])
+def test_streams_negative_only_and_continuous(runs: dict[str, Any], role: str) -> None:
+    root = runs["a"]
+    info = json.loads((root / "streams" / f"{role}.json").read_text())
+    x, sr = sf.read(str(root / "streams" / f"{role}.wav"), dtype="int16")
+    hours = TINY.stream_val_h if role == "val" else TINY.stream_test_h
+    assert sr == 16000 and x.size == round(hours * 3600 * 16000) == info["n_samples"]
+    # no digital silence anywhere: the longest run of exact zeros is a handful of samples
+    zero = np.concatenate([[0], (x == 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(zero))
+    longest = int(np.max(edges[1::2] - edges[::2])) if edges.size else 0
+    assert longest < 16
+    speech = [s for s in info["segments"] if s["type"] in ("speech", "confusable")]
+    assert speech, "stream has no speech"
+    for s in info["segments"]:
+        assert 0 <= s["start_s"] < s["end_s"] <= x.size / sr + 1e-6
+        assert not T.contains_phrase(s["text"], "hey jarvis")
+        assert s["type"] in {"speech", "confusable", "music", "noise", "household", "hum", "babble"}
+    for prev, cur in itertools.pairwise(speech):
+        assert not T.contains_phrase(f"{prev['text']} {cur['text']}", "hey jarvis")
+    starts = [s["start_s"] for s in info["segments"]]
+    assert starts == sorted(starts)
+    # speech is louder than the bed: level of a speech segment between -40 and -10 dBFS
+    s0 = speech[0]
+    seg = x[int(s0["start_s"] * sr): int(s0["end_s"] * sr)].astype(np.float64) / 32768
+    assert -40.0 < N.rms_dbfs(seg) < -10.0
+    quiet = [s for s in info["segments"]]
+    gap_start = int(quiet[0]["start_s"] * sr)
+    if gap_start > 1600:
+        bed = x[:gap_start].astype(np.float64) / 32768
+        assert -75.0 < N.rms_dbfs(bed) < -55.0
+
+
+def test_report_is_numeric(runs: dict[str, Any]) -> None:
+    report = runs["report"]
+
+    def leaves(d: Any) -> list[Any]:
+        return [v for x in d.values() for v in leaves(x)] if isinstance(d, dict) else [d]
+
+    assert all(isinstance(v, (int, float)) for v in leaves(report))
+    json.dumps(report)
+    assert report["counts"] == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10}
+    assert report["clips_per_engine"]["piper"] == 8 + 8 + 4
+    assert report["stream_hours"] == {"val": 0.01, "test": 0.01}
+    assert report["voices_per_kind"]["positive"] >= 10
+    assert report["wall_time_s"] < 60
+
+
+def test_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(task: dict[str, Any], root: str) -> dict[str, Any]:
+        raise S.SynthError("injected failure")
+
+    monkeypatch.setattr(S, "render_background", boom)
+    out = tmp_path / "data"
+    with pytest.raises(S.SynthError, match="injected"):
+        S.synthesize_dataset(TINY.model_copy(update={"stream_val_h": 0.001, "stream_test_h": 0.001}), 1, out,
+                             workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_configuration_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(S.SynthError, match="espeak_accents"):
+        S.synthesize_dataset(TINY.model_copy(update={"espeak_accents": ["xx-none"]}), 1, tmp_path / "d", workers=1)
+    with pytest.raises(S.SynthError, match="stream_voice_fraction"):
+        S.synthesize_dataset(TINY.model_copy(update={"espeak_accents": ["en-us"], "espeak_variants_per_accent": 2}),
+                             1, tmp_path / "d", workers=1)
+    with pytest.raises(S.SynthError, match="sample_rate_hz"):
+        S.synthesize_dataset(TINY, 1, tmp_path / "d", sample_rate_hz=8000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_voice_pool_respects_limits() -> None:
+    pool = S.build_voice_pool(TINY, 1234)
+    assert len(pool) == 8 * 3 and len(set(pool)) == len(pool)
+    assert all(v.variant in ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt",
+                             "klatt2", "klatt3", "klatt4", "klatt5", "klatt6") for v in pool)
+    assert S.build_voice_pool(TINY, 1234) == pool and S.build_voice_pool(TINY, 99) != pool
+    parts = S.split_voice_pool(pool, 0.2)
+    assert len(parts["val"]) + len(parts["test"]) == 5 and len(parts["clips"]) == 19
+
+
+# ---------------------------------------------------------------------------------------------------------
+# noise.py
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 7.3, 20.0])
+def test_mix_at_snr_hits_target(snr_db: float) -> None:
+    rng = np.random.default_rng(0)
+    speech = np.sin(np.linspace(0, 900, 16000)) * np.hanning(16000)
+    noise = N.pink_noise(5000, rng)  # shorter than the speech: gets tiled
+    mix = N.mix_at_snr(speech, noise, snr_db)
+    residual = mix.astype(np.float64) - speech
+    measured = 10 * np.log10(np.sum(speech**2) / np.sum(residual**2))
+    assert abs(measured - snr_db) < 0.1
+
+
+def test_levels() -> None:
+    rng = np.random.default_rng(1)
+    x = N.set_level_dbfs(rng.standard_normal(16000), -30.0)
+    assert abs(10 * np.log10(np.mean(x.astype(np.float64) ** 2)) + 30.0) < 0.01
+    assert N.rms_dbfs(np.zeros(10)) == float("-inf")
+    with pytest.raises(ValueError, match="silent"):
+        N.set_level_dbfs(np.zeros(10), -20)
+
+
+@pytest.mark.parametrize("kind", N.BACKGROUND_KINDS)
+def test_background_generators(kind: str) -> None:
+    utts = [np.sin(np.linspace(0, 500, 8000)), np.random.default_rng(2).standard_normal(4000)]
+    a = N.background(kind, 32000, np.random.default_rng(5), utterances=utts)
+    b = N.background(kind, 32000, np.random.default_rng(5), utterances=utts)
+    assert a.dtype == np.float32 and a.shape == (32000,)
+    assert np.array_equal(a, b)
+    assert abs(N.rms_dbfs(a) - N.DEFAULT_DBFS) < 0.01
+    assert np.all(np.isfinite(a))
+
+
+def test_coloured_noise_slopes() -> None:
+    rng = np.random.default_rng(3)
+
+    def band_power(x: np.ndarray, lo: float, hi: float) -> float:
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        f = np.fft.rfftfreq(x.size, 1 / 16000)
+        return float(spec[(f >= lo) & (f < hi)].sum())
+
+    n = 16000 * 4
+    white, pink, brown = N.white_noise(n, rng), N.pink_noise(n, rng), N.brown_noise(n, rng)
+    ratio = {k: band_power(x, 200, 400) / band_power(x, 3200, 6400) for k, x in
+             {"white": white, "pink": pink, "brown": brown}.items()}
+    assert ratio["white"] < 0.2 < ratio["pink"] < 3 < ratio["brown"]  # octave bands: 1/16, 1, 16 ideally
+
+
+def test_stream_join_guard() -> None:
+    assert S._joins_into_phrase("well hey", "jarvis is here", "hey jarvis")
+    assert S._joins_into_phrase(None, "jarvis is here", "hey jarvis")  # unknown previous block end
+    assert S._joins_into_phrase(None, "vis is here", "hey jarvis")
+    assert not S._joins_into_phrase(None, "hello there", "hey jarvis")
+    assert not S._joins_into_phrase("hey", "there jarvis", "hey jarvis")

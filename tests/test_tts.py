@@ -1,0 +1,121 @@
+"""Speech engines: audible 16 kHz output of plausible duration, voice diversity, bit-reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wakeword import tts
+
+
+@pytest.fixture(scope="module")
+def espeak() -> tts.EspeakEngine:
+    return tts.get_espeak()
+
+
+@pytest.fixture(scope="module")
+def piper() -> tts.PiperEngine:
+    return tts.get_piper()
+
+
+def _dominant_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.fft.rfftfreq(x.size, 1.0 / sr)[int(np.argmax(spec))])
+
+
+def test_resample_ratio_keeps_duration_and_pitch() -> None:
+    sr = 22050
+    t = np.arange(sr) / sr
+    y = tts.resample_to_16k(np.sin(2 * np.pi * 440.0 * t), sr)
+    assert y.dtype == np.float32
+    assert y.size == 16000  # exactly 1 s
+    assert abs(_dominant_hz(y, 16000) - 440.0) < 2.0
+
+
+def test_trim_silence_keeps_50_ms() -> None:
+    x = np.zeros(16000, dtype=np.float32)
+    x[6000:8000] = 0.5
+    y = tts.trim_silence(x)
+    assert y.size == 2000 + 2 * 800
+
+
+def test_default_accents_exist(espeak: tts.EspeakEngine) -> None:
+    accents = set(tts.available_espeak_accents())
+    for a in ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc"]:
+        assert a in accents
+    variants = tts.available_espeak_variants()
+    assert variants[:3] == ["m1", "m2", "m3"] and "klatt4" in variants and len(variants) > 50
+    assert espeak.deterministic
+
+
+def test_espeak_audio_is_16k_and_plausible(espeak: tts.EspeakEngine) -> None:
+    x = espeak.synthesize("hey jarvis", "en-us+f3", rate_wpm=175, pitch=50)
+    assert x.dtype == np.float32 and x.ndim == 1
+    assert 0.3 <= x.size / tts.TARGET_SR <= 3.0  # a wrong resample ratio would halve or double this
+    assert float(np.sqrt(np.mean(x**2))) > 0.01
+    native = espeak.synthesize_native("hey jarvis", "en-us+f3")
+    untrimmed = espeak.synthesize("hey jarvis", "en-us+f3", trim=False)
+    assert abs(untrimmed.size - native.size * 16000 / 22050) <= 2
+
+
+def test_espeak_rate_changes_duration(espeak: tts.EspeakEngine) -> None:
+    slow = espeak.synthesize("the weather is nice today", "en-us+m1", rate_wpm=120)
+    fast = espeak.synthesize("the weather is nice today", "en-us+m1", rate_wpm=240)
+    assert slow.size > 1.4 * fast.size
+
+
+def test_espeak_voices_differ(espeak: tts.EspeakEngine) -> None:
+    a = espeak.synthesize("hey jarvis", "en-us+m1")
+    b = espeak.synthesize("hey jarvis", "en-gb-scotland+f3")
+    c = espeak.synthesize("hey jarvis", "en-us+m1", pitch=80)
+    assert a.size != b.size or not np.array_equal(a, b)
+    assert a.size != c.size or not np.array_equal(a, c)
+
+
+def test_espeak_is_order_independent(espeak: tts.EspeakEngine) -> None:
+    a = espeak.synthesize("hey jarvis", "en-029+whisper", seed=5)
+    espeak.synthesize("a completely different sentence in between", "en+klatt4", seed=9)
+    b = espeak.synthesize("hey jarvis", "en-029+whisper", seed=5)
+    assert np.array_equal(a, b)
+
+
+def test_espeak_rejects_unknown_voice(espeak: tts.EspeakEngine) -> None:
+    with pytest.raises(tts.TTSEngineError, match="variant 'nosuchvariant'"):
+        espeak.synthesize("hello", "en-us+nosuchvariant")
+    with pytest.raises(tts.TTSEngineError, match="accent 'xx-nowhere'"):
+        espeak.synthesize("hello", "xx-nowhere+m1")
+
+
+def test_espeak_phonemes_find_homophones(espeak: tts.EspeakEngine) -> None:
+    assert espeak.phonemes("hay jarvis") == espeak.phonemes("Hey, Jarvis!")
+    assert espeak.phonemes("hey marvis") != espeak.phonemes("hey jarvis")
+
+
+def test_piper_audio_is_16k_and_plausible(piper: tts.PiperEngine) -> None:
+    x = piper.synthesize("hey jarvis", length_scale=1.0, noise_scale=0.667, noise_w_scale=0.8, seed=1)
+    assert x.dtype == np.float32 and x.ndim == 1
+    assert 0.3 <= x.size / tts.TARGET_SR <= 3.0
+    assert float(np.sqrt(np.mean(x**2))) > 0.01
+    native = piper.synthesize_native("hey jarvis", seed=1)
+    untrimmed = piper.synthesize("hey jarvis", seed=1, trim=False)
+    assert abs(untrimmed.size - native.size * 16000 / 22050) <= 2
+
+
+def test_piper_is_bit_reproducible(piper: tts.PiperEngine) -> None:
+    a = piper.synthesize("hey jarvis", length_scale=1.1, noise_scale=0.8, seed=42)
+    piper.synthesize("something else first", seed=3)
+    b = piper.synthesize("hey jarvis", length_scale=1.1, noise_scale=0.8, seed=42)
+    assert np.array_equal(a, b)
+    c = piper.synthesize("hey jarvis", length_scale=1.1, noise_scale=0.8, seed=43)
+    assert a.size != c.size or not np.array_equal(a, c)
+
+
+def test_piper_length_scale_changes_duration(piper: tts.PiperEngine) -> None:
+    short = piper.synthesize("hey jarvis", length_scale=0.8, seed=1)
+    long = piper.synthesize("hey jarvis", length_scale=1.35, seed=1)
+    assert long.size > 1.25 * short.size
+
+
+def test_engines_are_singletons() -> None:
+    assert tts.get_espeak() is tts.get_espeak()
+    assert tts.get_piper() is tts.get_piper()
