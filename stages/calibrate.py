@@ -10,7 +10,7 @@ import click
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.cmvn import load_cmvn
 from wakeword.evaluation import calibrate_scored, score_set
-from wakeword.featurize import load_split, load_stream, read_index
+from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.train import load_checkpoint, torch_logit_fn
 
 log = logging.getLogger("calibrate")
@@ -25,7 +25,7 @@ log = logging.getLogger("calibrate")
 @stage
 def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out: Path, params_path: Path) -> None:
     p = load(params_path)
-    model, meta = load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     index = read_index(features_dir)
     val = load_split(features_dir, "val")
     stream, hours = load_stream(features_dir, "val")
@@ -34,6 +34,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out: Path, param
     result = calibrate_scored(
         scored, val.x.shape[1], window, step, p.detector, p.audio.step_ms, p.calibrate.target_fah,
         p.calibrate.threshold_step, p.calibrate.temperature_iters, p.calibrate.temperature_lr,
+        p.calibrate.max_stream_on_fraction,
     )
     if not result["target_met"]:
         log.warning("no threshold reaches %.3g FA/h on the validation stream; using the quietest (%.2f, %.3g FA/h)",

@@ -8,7 +8,7 @@ import click
 
 from stages._common import load, params_option, stage
 from wakeword.cmvn import compute_cmvn, save_cmvn
-from wakeword.featurize import load_split
+from wakeword.featureset import load_split
 
 
 @click.command()

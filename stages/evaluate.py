@@ -10,7 +10,7 @@ from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.calibration import threshold_grid
 from wakeword.cmvn import load_cmvn
 from wakeword.evaluation import evaluate_scored, load_calibration, score_set
-from wakeword.featurize import load_split, load_stream, read_index
+from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.train import load_checkpoint, torch_logit_fn
 
 
@@ -33,7 +33,8 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
     scored = score_set(torch_logit_fn(model, load_cmvn(cmvn_path)), load_split(features_dir, "test"), stream, hours,
                        int(index["window_frames"]), int(index["step_frames"]))
     result, rows = evaluate_scored(scored, cal["temperature"], cal["threshold"], cal["target_fah"], p.detector,
-                                   p.audio.step_ms, threshold_grid(p.calibrate.threshold_step))
+                                   p.audio.step_ms, threshold_grid(p.calibrate.threshold_step),
+                                   p.calibrate.max_stream_on_fraction)
     write_json(out, round_floats(result))
     write_json(curve_out, round_floats(rows))
 

@@ -9,7 +9,7 @@ import click
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.cmvn import load_cmvn
 from wakeword.deploy import export_onnx_models, sample_windows
-from wakeword.featurize import load_split, read_index
+from wakeword.featureset import load_split, read_index
 from wakeword.train import load_checkpoint
 
 

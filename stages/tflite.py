@@ -12,10 +12,17 @@ import click
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.calibration import threshold_grid
 from wakeword.cmvn import load_cmvn
-from wakeword.deploy import (FidelityError, build_manifest, decision_agreement, folded_model, model_compute,
-                             sample_windows, write_model_dir)
+from wakeword.deploy import (
+    FidelityError,
+    build_manifest,
+    decision_agreement,
+    folded_model,
+    model_compute,
+    sample_windows,
+    write_model_dir,
+)
 from wakeword.evaluation import evaluate_scored, load_calibration, score_set
-from wakeword.featurize import load_split, load_stream, read_index
+from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.train import load_checkpoint, torch_logit_fn
 
 log = logging.getLogger("tflite")
@@ -63,7 +70,8 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
         stream, hours = load_stream(features_dir, "test")
         scored = score_set(scorer.logits, test, stream, hours, window, step)
         result, rows = evaluate_scored(scored, cal["temperature"], cal["threshold"], cal["target_fah"], p.detector,
-                                       p.audio.step_ms, threshold_grid(p.calibrate.threshold_step))
+                                       p.audio.step_ms, threshold_grid(p.calibrate.threshold_step),
+                                   p.calibrate.max_stream_on_fraction)
         result["fidelity_vs_float"] = fidelity
         max_arena = p.export.max_arena_kb * 1024
         buffers = detector_buffer_bytes(p.features.n_fft, window, cmvn.n_features)

@@ -8,7 +8,7 @@ import click
 
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.cmvn import load_cmvn
-from wakeword.featurize import load_split, load_stream, read_index
+from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.train import train_model
 
 

@@ -89,7 +89,7 @@ def test_sliding_windows_and_logits_match_a_loop() -> None:
     assert w.shape == (10, 30, 4)
     for i in range(10):
         np.testing.assert_array_equal(w[i], feats[7 * i : 7 * i + 30])
-    fn = lambda x: np.stack([x.sum((1, 2)), x[:, -1, 0]], axis=1)  # noqa: E731
+    fn = lambda x: np.stack([x.sum((1, 2)), x[:, -1, 0]], axis=1)
     clips = rng.standard_normal((3, 95, 4)).astype(np.float32)
     cl = clip_logits(fn, clips, 30, 7, batch=4)
     for c in range(3):

@@ -17,6 +17,7 @@ from wakeword.detector import (
     clips_detected_over_thresholds,
     detect,
     detections_over_thresholds,
+    on_fraction_over_thresholds,
 )
 from wakeword.params import DetectorParams
 
@@ -293,3 +294,28 @@ def test_clips_detected_over_thresholds_equals_loop() -> None:
             dtype=bool,
         ).reshape(len(clips), len(thresholds))
         assert np.array_equal(got, expected)
+
+
+def test_on_fraction_equals_the_reference_detector() -> None:
+    rng = np.random.default_rng(11)
+    thresholds = np.round(np.arange(1, 100) * 0.01, 6)
+    for case in range(40):
+        cfg = DetectorConfig(0.6, 0.6 - rng.choice([0.0, 0.1, 0.3]), vote_window=int(rng.integers(1, 7)),
+                             vote_threshold=1, lockout_ms=int(rng.integers(0, 2000)), step_ms=100)
+        cfg = DetectorConfig(cfg.threshold_on, cfg.threshold_off, cfg.vote_window,
+                             int(rng.integers(1, cfg.vote_window + 1)), cfg.lockout_ms, 100)
+        trace = rng.beta(0.5, 2.0, size=int(rng.integers(1, 300)))
+        got = on_fraction_over_thresholds(trace, thresholds, cfg)
+        for j, t in enumerate(thresholds):
+            _, on = run(cfg.with_threshold_on(float(t)), trace.tolist())
+            assert got[j] == pytest.approx(np.mean(on)), (case, t)
+
+
+def test_on_fraction_shows_a_detector_that_never_turns_off() -> None:
+    cfg = DetectorConfig(0.5, 0.4, vote_window=5, vote_threshold=3, lockout_ms=1500, step_ms=100)
+    trace = np.full(1000, 0.05)
+    trace[10:15] = 0.9
+    # on = 0.12 -> off = 0.02 < 0.05: on from frame 12 to the end; on = 0.5 -> off = 0.4: on for 5 frames
+    frac = on_fraction_over_thresholds(trace, np.array([0.12, 0.5]), cfg)
+    assert frac[0] == pytest.approx(988 / 1000) and frac[1] == pytest.approx(5 / 1000)
+    assert detections_over_thresholds(trace, np.array([0.12, 0.5]), cfg).tolist() == [1, 1]

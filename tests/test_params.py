@@ -26,6 +26,7 @@ def test_defaults_load() -> None:
         ({"synth": {"phrase": "hey 123"}}, "synth.phrase = 'hey 123'", "pattern"),
         ({"audio": {"clip_s": 3.0}}, "audio.clip_s = 3.0", "less than or equal to 2"),
         ({"train": {"epochs": "many"}}, "train.epochs = 'many'", "integer"),
+        ({"audio": {"step_ms": 105}}, "audio.step_ms (105)", "whole number of feature hops"),
     ],
 )
 def test_bad_values_name_key_value_and_rule(data: dict, key: str, fragment: str) -> None:

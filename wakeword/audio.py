@@ -58,4 +58,9 @@ def write_wav(path: str | Path, x: np.ndarray, sample_rate_hz: int = 16000) -> N
 
 
 def rms_dbfs(x: np.ndarray) -> float:
-    return float(10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+    """RMS level in dBFS (full scale = 1.0); ``-inf`` for an all-zero or empty signal."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return float("-inf")
+    ms = float(np.mean(x * x))
+    return 10.0 * math.log10(ms) if ms > 0 else float("-inf")

@@ -10,20 +10,40 @@ the others are still scored, and the exit code is 1 if any file failed.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+import numpy as np
 
 from wakeword.audio import AudioError
 
+if TYPE_CHECKING:
+    from wakeword.runtime import DeployedModel
 
-def _load(model_dir: Path, threshold: float | None):  # type: ignore[no-untyped-def]
+
+def _load(model_dir: Path, threshold: float | None) -> DeployedModel:
     from wakeword.runtime import DeployedModel, ModelDirError
 
     try:
         return DeployedModel.load(model_dir, threshold)
     except (ModelDirError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _scored(
+    model: DeployedModel, wavs: tuple[Path, ...],
+) -> Iterator[tuple[Path, np.ndarray | None, np.ndarray | None]]:
+    """Yield (wav, times, probs) per file; (wav, None, None) after reporting a file that cannot be read."""
+    for wav in wavs:
+        try:
+            times, probs = model.score_file(wav)
+        except AudioError as exc:
+            click.echo(f"wakeword: {exc}", err=True)
+            yield wav, None, None
+            continue
+        yield wav, times, probs
 
 
 @click.group()
@@ -43,11 +63,8 @@ def score(model_dir: Path, wavs: tuple[Path, ...]) -> None:
     """Print the calibrated probability of every window step (before voting)."""
     model = _load(model_dir, None)
     failed = 0
-    for wav in wavs:
-        try:
-            times, probs = model.score_file(wav)
-        except AudioError as exc:
-            click.echo(f"wakeword: {exc}", err=True)
+    for wav, times, probs in _scored(model, wavs):
+        if times is None:
             failed += 1
             continue
         click.echo("".join(f"{wav}\t{t:.3f}\t{p:.4f}\n" for t, p in zip(times, probs)), nl=False)
@@ -63,11 +80,8 @@ def detect(model_dir: Path, wavs: tuple[Path, ...], threshold: float | None) -> 
     """Print each detection of the streaming detector: file, time (s) and score."""
     model = _load(model_dir, threshold)
     failed = 0
-    for wav in wavs:
-        try:
-            times, probs = model.score_file(wav)
-        except AudioError as exc:
-            click.echo(f"wakeword: {exc}", err=True)
+    for wav, times, probs in _scored(model, wavs):
+        if times is None:
             failed += 1
             continue
         for i in model.detections(probs):

@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from wakeword.cmvn import CMVN
-from wakeword.featurize import FeatureSet
+from wakeword.featureset import FeatureSet
 from wakeword.models import count_macs, count_parameters, fold_cmvn
 from wakeword.params import FeatureParams
 from wakeword.scoring import LogitFn, probabilities, sliding_windows
@@ -143,4 +143,4 @@ def write_model_dir(out_dir: Path, tflite_file: Path, manifest: dict[str, Any]) 
 def model_compute(model: nn.Module, window: int, step_ms: int) -> dict[str, int]:
     macs = count_macs(model, window)
     return {"parameters": count_parameters(model), "macs_per_window": macs,
-            "macs_per_second": int(round(macs * 1000.0 / step_ms))}
+            "macs_per_second": round(macs * 1000.0 / step_ms)}

@@ -48,6 +48,7 @@ __all__ = [
     "clips_detected_over_thresholds",
     "detect",
     "detections_over_thresholds",
+    "on_fraction_over_thresholds",
 ]
 
 # Thresholds derived by subtraction (on - hysteresis) are rounded to this many decimals so that 0.65 - 0.1
@@ -353,6 +354,15 @@ def _lockout_filter(rows: np.ndarray, groups: np.ndarray, step_ms: int, lockout_
     return fire
 
 
+def _on_state(q: np.ndarray, ons: np.ndarray, offs: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
+    """(frames, thresholds) bool: whether the detector is on after each frame (the Schmitt trigger on q)."""
+    set_on = q[:, None] >= ons[None, :]  # switches on (if off)
+    set_off = q[:, None] < offs[None, :]  # switches off (if on); never both true
+    last_event = np.where(set_on | set_off, frame_idx, -1)
+    np.maximum.accumulate(last_event, axis=0, out=last_event)
+    return np.take_along_axis(set_on, np.maximum(last_event, 0), axis=0) & (last_event >= 0)
+
+
 def _fired_edges(
     q: np.ndarray, ons: np.ndarray, offs: np.ndarray, cfg: DetectorConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -367,11 +377,7 @@ def _fired_edges(
     frame_idx = np.arange(m, dtype=np.int64)[:, None]
     for c0 in range(0, t, chunk):
         c1 = min(t, c0 + chunk)
-        set_on = q[:, None] >= ons[None, c0:c1]  # (m, c): switches on (if off)
-        set_off = q[:, None] < offs[None, c0:c1]  # (m, c): switches off (if on); never both true
-        last_event = np.where(set_on | set_off, frame_idx, -1)
-        np.maximum.accumulate(last_event, axis=0, out=last_event)
-        state = np.take_along_axis(set_on, np.maximum(last_event, 0), axis=0) & (last_event >= 0)
+        state = _on_state(q, ons[c0:c1], offs[c0:c1], frame_idx)
         rising = state.copy()
         rising[1:] &= ~state[:-1]
         cols, rows = np.nonzero(rising.T)  # sorted by threshold, then frame
@@ -456,3 +462,26 @@ def clips_detected_over_thresholds(
             best[nonempty] = np.maximum.reduceat(q, starts)[: nonempty.size]
             # reduceat's last segment runs to the end of q, i.e. exactly the last clip: correct.
     return best[:, None] >= ons[None, :]
+
+
+def on_fraction_over_thresholds(
+    scores: Sequence[float] | np.ndarray, thresholds: Sequence[float] | np.ndarray, cfg: DetectorConfig
+) -> np.ndarray:
+    """Share of frames after which the detector is on, for each ``threshold_on`` (same grid rule as
+    :func:`detections_over_thresholds`).
+
+    On negative-only audio a usable detector is off almost all the time. One whose ``threshold_off`` sits
+    below the background scores turns on once and never turns off: it counts a single false alarm per
+    stream while being deaf to everything after it. This number exposes that.
+    """
+    s = _check_scores(scores)
+    ons, offs = _grid(_check_thresholds(thresholds), cfg)
+    m = s.shape[0]
+    if m == 0 or ons.shape[0] == 0:
+        return np.zeros(ons.shape[0], dtype=np.float64)
+    q = _kth_largest_in_window(s, cfg.vote_window, cfg.vote_threshold)
+    frame_idx = np.arange(m, dtype=np.int64)[:, None]
+    chunk = max(1, _CHUNK_ELEMENTS // m)
+    out = [_on_state(q, ons[c0 : c0 + chunk], offs[c0 : c0 + chunk], frame_idx).mean(axis=0)
+           for c0 in range(0, ons.shape[0], chunk)]
+    return np.concatenate(out)

@@ -13,8 +13,14 @@ from typing import Any
 import numpy as np
 
 from wakeword import metrics
-from wakeword.detector import DetectorConfig, clips_detected_over_thresholds, detect, detections_over_thresholds
-from wakeword.featurize import KIND_CODES, FeatureSet
+from wakeword.detector import (
+    DetectorConfig,
+    clips_detected_over_thresholds,
+    detect,
+    detections_over_thresholds,
+    on_fraction_over_thresholds,
+)
+from wakeword.featureset import KIND_CODES, FeatureSet
 from wakeword.params import DetectorParams
 from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits
 
@@ -51,16 +57,35 @@ def score_set(
 
 def operating_curve(
     scored: ScoredSet, temperature: float, thresholds: np.ndarray, det: DetectorParams, step_ms: int,
+    max_on_fraction: float,
 ) -> dict[str, np.ndarray]:
-    """FAH on the stream and recall on positive clips for each threshold_on, through the detector."""
+    """FAH on the stream and recall on positive clips for each threshold_on, through the detector.
+
+    Operating points where the detector stays on for more than ``max_on_fraction`` of the negative stream
+    are left out. There the off threshold sits below the ordinary background scores: the detector turns on
+    once and stays on, so the stream counts very few false alarms while the detector is deaf to anything
+    after them (it only fires on a rising edge). Keeping those points would make the lowest thresholds look
+    like the best ones.
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64)
     # the grid keeps the configured hysteresis: build the base config at 1.0 so no clamping shrinks the gap
     cfg = DetectorConfig.from_params(det, 1.0, step_ms)
-    stream_events = detections_over_thresholds(scored.stream_probs(temperature), thresholds, cfg)
+    stream_probs = scored.stream_probs(temperature)
+    on_fraction = on_fraction_over_thresholds(stream_probs, thresholds, cfg)
+    usable = on_fraction <= max_on_fraction
+    if not usable.any():
+        raise ValueError(
+            f"at every threshold the detector is on for more than {max_on_fraction} of the negative stream "
+            f"(least: {on_fraction.min():.3f}); the model scores the stream too high to pick a threshold"
+        )
+    thresholds, on_fraction = thresholds[usable], on_fraction[usable]
+    stream_events = detections_over_thresholds(stream_probs, thresholds, cfg)
     probs = scored.clip_probs(temperature)
-    pos = [p for p in probs[scored.kind == KIND_CODES["positive"]]]
+    pos = list(probs[scored.kind == KIND_CODES["positive"]])
     detected = clips_detected_over_thresholds(pos, thresholds, cfg)
     curve = metrics.operating_curve(thresholds, stream_events, scored.stream_hours, detected)
-    conf = [p for p in probs[scored.kind == KIND_CODES["hard_negative"]]]
+    curve["stream_on_fraction"] = on_fraction
+    conf = list(probs[scored.kind == KIND_CODES["hard_negative"]])
     if conf:
         curve["confusable_false_accept_rate"] = clips_detected_over_thresholds(conf, thresholds, cfg).mean(axis=0)
     return curve
@@ -68,7 +93,7 @@ def operating_curve(
 
 def evaluate_scored(
     scored: ScoredSet, temperature: float, threshold: float, target_fah: float, det: DetectorParams,
-    step_ms: int, thresholds: np.ndarray,
+    step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Every headline metric at the calibrated operating point, plus the FAH/recall curve rows."""
     cfg = DetectorConfig.from_params(det, threshold, step_ms)
@@ -93,7 +118,9 @@ def evaluate_scored(
                    for k, v in metrics.binary_metrics(labels, detected.astype(np.int64)).items()}
     conf = scored.kind == KIND_CODES["hard_negative"]
     out["confusable_false_accept_rate"] = float(detected[conf].mean()) if conf.any() else 0.0
-    curve = operating_curve(scored, temperature, thresholds, det, step_ms)
+    out["stream_on_fraction"] = float(on_fraction_over_thresholds(
+        scored.stream_probs(temperature), np.array([threshold]), cfg)[0])
+    curve = operating_curve(scored, temperature, thresholds, det, step_ms, max_on_fraction)
     for target in FAH_TARGETS:
         recall, _ = metrics.recall_at_fah(curve, target)
         out[f"recall_at_{str(target).replace('.', 'p')}_fah"] = float(recall)
@@ -111,7 +138,7 @@ def evaluate_scored(
 
 def calibrate_scored(
     scored: ScoredSet, n_frames: int, window: int, step: int, det: DetectorParams, step_ms: int,
-    target_fah: float, threshold_step: float, iters: int, lr: float,
+    target_fah: float, threshold_step: float, iters: int, lr: float, max_on_fraction: float,
 ) -> dict[str, Any]:
     """Temperature on labelled validation windows (SPEC 4.6), then the threshold meeting ``target_fah`` on
     the validation stream through the detector (SPEC 4.4). Returns the calibration artifact."""
@@ -125,7 +152,7 @@ def calibrate_scored(
     ece_before = metrics.expected_calibration_error(probabilities(logits, 1.0), labels)
     ece_after = metrics.expected_calibration_error(probabilities(logits, temperature), labels)
     thresholds = threshold_grid(threshold_step)
-    curve = operating_curve(scored, temperature, thresholds, det, step_ms)
+    curve = operating_curve(scored, temperature, thresholds, det, step_ms, max_on_fraction)
     choice = choose_threshold(curve, target_fah)
     cfg = DetectorConfig.from_params(det, float(choice["threshold"]), step_ms)
     return {

@@ -74,7 +74,7 @@ def log_mel(audio: np.ndarray, fp: FeatureParams) -> np.ndarray:
     return np.log(np.maximum(mel, fp.log_floor)).astype(np.float32)
 
 
-def log_mel_torch(audio: "torch.Tensor", fp: FeatureParams) -> "torch.Tensor":
+def log_mel_torch(audio: torch.Tensor, fp: FeatureParams) -> torch.Tensor:
     """Batched log-mel in torch: ``(batch, samples)`` -> ``(batch, frames, n_mels)`` float32."""
     import torch
 
@@ -90,7 +90,7 @@ def log_mel_torch(audio: "torch.Tensor", fp: FeatureParams) -> "torch.Tensor":
     return torch.log(torch.clamp(mel, min=fp.log_floor))
 
 
-def log_mel_stream(blocks: "np.ndarray | list[np.ndarray]", fp: FeatureParams) -> np.ndarray:
+def log_mel_stream(blocks: np.ndarray | list[np.ndarray], fp: FeatureParams) -> np.ndarray:
     """Features of a long recording given as consecutive blocks, without holding the audio whole.
 
     Each block is processed with the tail of the previous one carried over, so the result equals

@@ -29,12 +29,13 @@ from tqdm import tqdm
 
 from wakeword.audio import AudioError, read_audio, rms_dbfs
 from wakeword.features import log_mel, log_mel_stream, num_frames
+from wakeword.featureset import KIND_CODES
 from wakeword.manifest import Item, read_manifest, resolve
+from wakeword.noise import fit_length
 from wakeword.params import AudioParams, AugmentParams, FeatureParams
 
 log = logging.getLogger(__name__)
 
-KIND_CODES = {"positive": 0, "negative": 1, "hard_negative": 2, "background": 3, "partial": 4}
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SHARD_SIZE = 2000
 STREAM_BLOCK_S = 60.0
@@ -67,15 +68,8 @@ def load_pools(items: list[Item], root: Path, sample_rate_hz: int) -> Pools:
 
 
 def _db_to_gain(db: float) -> float:
-    return float(10.0 ** (db / 20.0))
-
-
-def _crop_or_tile(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    if x.shape[0] >= length:
-        start = int(rng.integers(0, x.shape[0] - length + 1))
-        return x[start : start + length]
-    reps = int(np.ceil(length / x.shape[0]))
-    return np.tile(x, reps)[:length]
+    """Linear gain for ``db``; 1.0 when the level is undefined (a silent signal has no level to move)."""
+    return float(10.0 ** (db / 20.0)) if np.isfinite(db) else 1.0
 
 
 def _place(buf: np.ndarray, utt: np.ndarray, start: int) -> None:
@@ -90,7 +84,7 @@ def _finish(
 ) -> np.ndarray:
     """Add background noise at a random SNR (relative to the speech level) and a noise floor."""
     if pools.background and rng.random() < noise_prob:
-        noise = _crop_or_tile(pools.background[int(rng.integers(len(pools.background)))], buf.shape[0], rng)
+        noise = fit_length(pools.background[int(rng.integers(len(pools.background)))], buf.shape[0], rng)
         noise_db = rms_dbfs(noise)
         if noise_db > -100:
             target = speech_rms_db - float(rng.uniform(*snr_db))
@@ -103,7 +97,7 @@ def _context(buf: np.ndarray, start: int, end: int, pools: Pools, level_db: floa
     """Put other speech before and/or after [start, end) so the phrase is not always alone."""
     if not pools.negative:
         return
-    gap = lambda: int(rng.uniform(0.05, 0.3) * 16000)  # noqa: E731
+    gap = lambda: int(rng.uniform(0.05, 0.3) * 16000)
     ctx_level = level_db + float(rng.uniform(-6.0, 3.0))
     if start > 0 and rng.random() < 0.7:
         ctx = pools.negative[int(rng.integers(len(pools.negative)))]
@@ -141,7 +135,7 @@ def render_window(
 
 
 def _background_window(pools: Pools, length: int, aug: AugmentParams, rng: np.random.Generator) -> np.ndarray:
-    noise = _crop_or_tile(pools.background[int(rng.integers(len(pools.background)))], length, rng)
+    noise = fit_length(pools.background[int(rng.integers(len(pools.background)))], length, rng)
     level = float(rng.uniform(*aug.level_dbfs))
     noise = noise * _db_to_gain(level - rms_dbfs(noise))
     return _finish(noise.astype(np.float32), level, pools, 0.0, aug.snr_db, aug.noise_floor_dbfs, rng)
@@ -239,7 +233,7 @@ def featurize(
     tmp_out.mkdir(parents=True)
     window_frames = num_frames(audio.clip_samples, fp)
     eval_frames = num_frames(audio.eval_clip_samples, fp)
-    step_frames = max(1, int(round(audio.step_ms / fp.hop_ms)))
+    step_frames = max(1, round(audio.step_ms / fp.hop_ms))
     index: dict[str, Any] = {
         "window_frames": window_frames, "eval_frames": eval_frames, "step_frames": step_frames,
         "n_features": fp.n_mels, "kind_codes": KIND_CODES, "splits": {}, "streams": {},
@@ -287,38 +281,3 @@ def featurize(
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp_out, out_dir)
     return index
-
-
-# ---- reading back -------------------------------------------------------------------------------------
-
-
-@dataclass
-class FeatureSet:
-    x: np.ndarray  # (N, frames, n_mels) float32
-    y: np.ndarray  # (N,) int8
-    kind: np.ndarray  # (N,) int8
-    phrase_start_frame: np.ndarray
-    phrase_end_frame: np.ndarray
-
-
-def read_index(features_dir: Path) -> dict[str, Any]:
-    path = features_dir / "index.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FeaturizeError(f"{path}: cannot read feature index ({exc})") from None
-
-
-def load_split(features_dir: Path, split: str) -> FeatureSet:
-    index = read_index(features_dir)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "kind", "phrase_start_frame", "phrase_end_frame")}
-    for shard in index["splits"][split]["shards"]:
-        with np.load(features_dir / shard, allow_pickle=False) as z:
-            for k in parts:
-                parts[k].append(z[k])
-    return FeatureSet(**{k: np.concatenate(v) for k, v in parts.items()})
-
-
-def load_stream(features_dir: Path, split: str) -> tuple[np.ndarray, float]:
-    meta = read_index(features_dir)["streams"][split]
-    return np.load(features_dir / meta["path"], allow_pickle=False), float(meta["hours"])

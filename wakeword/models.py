@@ -87,7 +87,7 @@ def count_macs(model: nn.Module, window_frames: int) -> int:
             handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
-    n_features = getattr(model, "n_features")
+    n_features = model.n_features
     with torch.no_grad():
         model(torch.zeros(1, window_frames, n_features))
     model.train(was_training)

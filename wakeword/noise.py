@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
 
+from wakeword.audio import rms_dbfs
+
 DEFAULT_DBFS = -20.0
 BACKGROUND_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble", "music", "fan", "water")
 
@@ -23,15 +25,6 @@ BACKGROUND_KINDS: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble", 
 # ----------------------------------------------------------------------------------------------------------
 # Levels
 # ----------------------------------------------------------------------------------------------------------
-
-
-def rms_dbfs(x: np.ndarray) -> float:
-    """RMS level in dBFS (full scale = 1.0); ``-inf`` for an all-zero or empty signal."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0:
-        return float("-inf")
-    ms = float(np.mean(x * x))
-    return 10.0 * np.log10(ms) if ms > 0 else float("-inf")
 
 
 def set_level_dbfs(x: np.ndarray, dbfs: float) -> np.ndarray:

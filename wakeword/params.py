@@ -40,7 +40,7 @@ class AudioParams(_Section):
     step_ms: int = Field(100, ge=10, le=500)
 
     @model_validator(mode="after")
-    def _eval_longer(self) -> "AudioParams":
+    def _eval_longer(self) -> AudioParams:
         if self.eval_clip_s < self.clip_s + 0.5:
             raise ValueError(
                 f"eval_clip_s ({self.eval_clip_s}) must be at least clip_s + 0.5 ({self.clip_s + 0.5}) "
@@ -50,11 +50,11 @@ class AudioParams(_Section):
 
     @property
     def clip_samples(self) -> int:
-        return int(round(self.clip_s * self.sample_rate_hz))
+        return round(self.clip_s * self.sample_rate_hz)
 
     @property
     def eval_clip_samples(self) -> int:
-        return int(round(self.eval_clip_s * self.sample_rate_hz))
+        return round(self.eval_clip_s * self.sample_rate_hz)
 
 
 class SynthParams(_Section):
@@ -76,11 +76,11 @@ class SynthParams(_Section):
     piper_length_scale: Range = (0.8, 1.35)
     piper_noise_scale: Range = (0.4, 0.9)
     stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
-    stream_val_h: float = Field(0.5, gt=0.0, le=100.0)
+    stream_val_h: float = Field(1.0, gt=0.0, le=100.0)
     stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "SynthParams":
+    def _ranges(self) -> SynthParams:
         _check_range("speed_wpm", self.speed_wpm)
         _check_range("pitch", self.pitch)
         _check_range("piper_length_scale", self.piper_length_scale)
@@ -101,7 +101,7 @@ class SplitParams(_Section):
     pin_to_train: list[str] = Field(default_factory=lambda: ["piper:*"])
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> "SplitParams":
+    def _sum_to_one(self) -> SplitParams:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must be 1.0, got {total:.6g}")
@@ -119,7 +119,7 @@ class FeatureParams(_Section):
     log_floor: float = Field(1.0e-6, gt=0.0, le=1.0e-2)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FeatureParams":
+    def _consistent(self) -> FeatureParams:
         if self.win_samples > self.n_fft:
             raise ValueError(f"win_ms ({self.win_ms}) gives {self.win_samples} samples, more than n_fft ({self.n_fft})")
         if self.f_min_hz >= self.f_max_hz:
@@ -128,11 +128,11 @@ class FeatureParams(_Section):
 
     @property
     def win_samples(self) -> int:
-        return int(round(self.win_ms * 16))
+        return round(self.win_ms * 16)
 
     @property
     def hop_samples(self) -> int:
-        return int(round(self.hop_ms * 16))
+        return round(self.hop_ms * 16)
 
 
 class AugmentParams(_Section):
@@ -148,7 +148,7 @@ class AugmentParams(_Section):
     eval_noise_prob: float = Field(0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "AugmentParams":
+    def _ranges(self) -> AugmentParams:
         for name in ("snr_db", "level_dbfs", "noise_floor_dbfs", "eval_snr_db"):
             _check_range(name, getattr(self, name))
         if self.level_dbfs[1] > 0 or self.noise_floor_dbfs[1] > 0:
@@ -164,14 +164,14 @@ class ModelParams(_Section):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _odd_kernel(self) -> "ModelParams":
+    def _odd_kernel(self) -> ModelParams:
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
         return self
 
 
 class TrainParams(_Section):
-    epochs: int = Field(12, ge=1, le=1000)
+    epochs: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(128, ge=4, le=8192)
     lr: float = Field(3.0e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(1.0e-4, ge=0.0, le=1.0)
@@ -181,7 +181,7 @@ class TrainParams(_Section):
     num_threads: int = Field(2, ge=1, le=256)
 
     @model_validator(mode="after")
-    def _lr_order(self) -> "TrainParams":
+    def _lr_order(self) -> TrainParams:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         return self
@@ -194,7 +194,7 @@ class DetectorParams(_Section):
     lockout_ms: int = Field(1500, ge=0, le=60000)
 
     @model_validator(mode="after")
-    def _votes(self) -> "DetectorParams":
+    def _votes(self) -> DetectorParams:
         if self.vote_threshold > self.vote_window:
             raise ValueError(
                 f"vote_threshold ({self.vote_threshold}) must not exceed vote_window ({self.vote_window})"
@@ -207,6 +207,7 @@ class CalibrateParams(_Section):
     threshold_step: float = Field(0.01, ge=0.001, le=0.1)
     temperature_iters: int = Field(50, ge=1, le=1000)
     temperature_lr: float = Field(0.01, gt=0.0, le=1.0)
+    max_stream_on_fraction: float = Field(0.02, gt=0.0, le=1.0)
 
 
 class QuantizeParams(_Section):
@@ -232,6 +233,16 @@ class Params(_Section):
     calibrate: CalibrateParams = CalibrateParams()
     quantize: QuantizeParams = QuantizeParams()
     export: ExportParams = ExportParams()
+
+    @model_validator(mode="after")
+    def _step_is_whole_frames(self) -> Params:
+        frames = self.audio.step_ms / self.features.hop_ms
+        if abs(frames - round(frames)) > 1e-9:
+            raise ValueError(
+                f"audio.step_ms ({self.audio.step_ms}) must be a whole number of feature hops "
+                f"(features.hop_ms = {self.features.hop_ms})"
+            )
+        return self
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:

@@ -40,7 +40,7 @@ class DeployedModel:
     scorer: Any
 
     @classmethod
-    def load(cls, directory: str | Path, threshold: float | None = None) -> "DeployedModel":
+    def load(cls, directory: str | Path, threshold: float | None = None) -> DeployedModel:
         from wakeword.tflite_runtime import TFLiteScorer
 
         directory = Path(directory)

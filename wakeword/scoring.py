@@ -8,7 +8,7 @@ model with CMVN in front, or a TFLite interpreter with CMVN folded in. Windows s
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

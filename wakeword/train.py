@@ -11,9 +11,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,9 +23,9 @@ from tqdm import tqdm
 
 from wakeword import metrics
 from wakeword.calibration import threshold_grid
-from wakeword.cmvn import EPS, CMVN
+from wakeword.cmvn import CMVN, EPS
 from wakeword.evaluation import ScoredSet, operating_curve, score_set
-from wakeword.featurize import FeatureSet
+from wakeword.featureset import FeatureSet
 from wakeword.models import build_model, count_macs, count_parameters
 from wakeword.params import AudioParams, CalibrateParams, DetectorParams, ModelParams, TrainParams
 from wakeword.scoring import LogitFn, window_labels
@@ -159,7 +160,7 @@ def train_model(
             seen += idx.shape[0]
         scored = score_set(logit_fn, val_set, val_stream, val_hours, window, step)
         vl_logits, vl_labels = labeled_windows(scored, window, step, val_set.x.shape[1])
-        curve = operating_curve(scored, 1.0, thresholds, det_p, audio_p.step_ms)
+        curve = operating_curve(scored, 1.0, thresholds, det_p, audio_p.step_ms, cal_p.max_stream_on_fraction)
         recall, _ = metrics.recall_at_fah(curve, cal_p.target_fah)
         clip_scores = scored.clip_probs(1.0).max(axis=1)
         row = {

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import resample_poly
+
+from wakeword.audio import resample
 
 LOG = logging.getLogger(__name__)
 
@@ -80,12 +81,7 @@ def resample_to_16k(x: np.ndarray, sr_in: int) -> np.ndarray:
     22050 -> 16000 is 320/441; a wrong ratio silently changes the speaking rate (the classic bug makes
     all speech twice as fast), so the ratio is derived from the rates with gcd, never hard-coded per call.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if sr_in == TARGET_SR:
-        return x.astype(np.float32)
-    g = int(np.gcd(int(sr_in), TARGET_SR))
-    up, down = TARGET_SR // g, int(sr_in) // g
-    return resample_poly(x, up, down).astype(np.float32)
+    return resample(np.asarray(x, dtype=np.float64), int(sr_in), TARGET_SR)
 
 
 def trim_silence(x: np.ndarray, sr: int = TARGET_SR, keep_s: float = 0.05, rel_db: float = -50.0,
