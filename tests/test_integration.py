@@ -116,6 +116,18 @@ def test_experiment_reruns_only_train_and_after(repo: Path) -> None:
     assert diff["metrics/train.json"]["epochs"]["diff"] == -1
 
 
+# An import hook that makes `import torch` fail (setting sys.modules['torch'] = None would break scipy,
+# which probes sys.modules for array libraries).
+TORCH_BLOCKER = (
+    "import sys\n"
+    "class _NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ImportError('torch is blocked in this test')\n"
+    "sys.meta_path.insert(0, _NoTorch())\n"
+)
+
+
 def _positive_clip(repo: Path) -> tuple[np.ndarray, int]:
     rows = [json.loads(line) for line in (repo / "data/split/test.jsonl").read_text().splitlines()]
     pos = next(r for r in rows if r["kind"] == "positive")
@@ -135,7 +147,7 @@ def test_cli_scores_any_wav_without_torch(repo: Path, tmp_path: Path) -> None:
     sf.write(tmp_path / "short.wav", audio[:4000], sr)
     (tmp_path / "broken.wav").write_text("this is not audio")
     wavs = [str(tmp_path / n) for n in ("a16k.wav", "broken.wav", "b44k_stereo.wav", "c8k.wav", "short.wav")]
-    blocker = "import sys; sys.modules['torch'] = None; from wakeword.cli import main; main()"
+    blocker = TORCH_BLOCKER + "from wakeword.cli import main; main()"
     proc = run([sys.executable, "-c", blocker, "score", "models/deploy", *wavs], repo, check=False)
     assert proc.returncode == 1, proc.stderr
     assert "broken.wav" in proc.stderr and "cannot read audio" in proc.stderr
