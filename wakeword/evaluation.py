@@ -129,9 +129,12 @@ def evaluate_scored(
         "positive_clips": int((labels == 1).sum()), "negative_clips": int((labels == 0).sum()),
         "confusable_clips": int(conf.sum()), "stream_windows": int(scored.stream_logits.shape[0]),
     }
+    conf_curve = curve.get("confusable_false_accept_rate", np.zeros_like(curve["threshold"]))
     rows = [
-        {"threshold": float(t), "fah": float(f), "recall": float(r), "miss_rate": float(1.0 - r)}
-        for t, f, r in zip(curve["threshold"], curve["fah"], curve["recall"])
+        {"threshold": float(t), "fah": float(f), "recall": float(r), "miss_rate": float(1.0 - r),
+         "confusable_false_accept_rate": float(c), "stream_on_fraction": float(o)}
+        for t, f, r, c, o in zip(curve["threshold"], curve["fah"], curve["recall"], conf_curve,
+                                 curve["stream_on_fraction"])
     ]
     return out, rows
 
