@@ -138,7 +138,7 @@ def test_cli_scores_any_wav_without_torch(repo: Path, tmp_path: Path) -> None:
     from scipy.signal import resample_poly
 
     audio, sr = _positive_clip(repo)
-    audio = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(8000, np.float32)])
+    audio = np.concatenate([np.zeros(16000, np.float32), audio, np.zeros(16000, np.float32)])
     audio += np.random.default_rng(0).standard_normal(audio.size).astype(np.float32) * 1e-3
     sf.write(tmp_path / "a16k.wav", audio, sr, subtype="PCM_16")
     sf.write(tmp_path / "b44k_stereo.wav", np.stack([resample_poly(audio, 441, 160)] * 2, axis=1), 44100,
