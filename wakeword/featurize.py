@@ -28,7 +28,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from wakeword.audio import AudioError, read_audio, rms_dbfs
-from wakeword.features import log_mel, log_mel_stream, num_frames
+from wakeword.features import log_mel_stream, log_mel_torch, num_frames
 from wakeword.featureset import KIND_CODES
 from wakeword.manifest import Item, read_manifest, resolve
 from wakeword.noise import fit_length
@@ -201,8 +201,16 @@ def build_eval(
     return clips, kinds, spans
 
 
-def features_of(windows: list[np.ndarray], fp: FeatureParams, desc: str) -> np.ndarray:
-    return np.stack([log_mel(w, fp) for w in tqdm(windows, desc=desc, unit="win", leave=False)])
+def features_of(windows: list[np.ndarray], fp: FeatureParams, desc: str, batch: int = 256) -> np.ndarray:
+    """Log-mel of equal-length windows, batched through torch (equal to the numpy :func:`log_mel` the
+    runtime uses to within float32 rounding; tests/test_features.py checks it)."""
+    import torch
+
+    out = []
+    for i in tqdm(range(0, len(windows), batch), desc=desc, unit="batch", leave=False):
+        audio = torch.from_numpy(np.stack(windows[i : i + batch]))
+        out.append(log_mel_torch(audio, fp).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0, fp.n_mels), dtype=np.float32)
 
 
 def stream_features(path: Path, fp: FeatureParams, sample_rate_hz: int) -> tuple[np.ndarray, float]:
