@@ -100,6 +100,12 @@ def test_bad_param_fails_before_work(repo: Path) -> None:
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "train.lr = -1" in text and "greater than 0" in text, text[-3000:]
+    assert "Running stage 'train'" in proc.stdout and "Running stage 'calibrate'" not in proc.stdout
+    run(["git", "checkout", "--", "params.yaml"], repo)
+    # a typo'd key: plain -S is refused by DVC itself; appended with '+', our validation names it
+    proc = run(["dvc", "exp", "run", "-S", "+train.lerning_rate=0.1"], repo, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "train.lerning_rate: unknown key in section 'train'" in text, text[-3000:]
     run(["git", "checkout", "--", "params.yaml"], repo)
 
 
