@@ -80,6 +80,13 @@ def test_metrics_files(repo: Path) -> None:
     assert _number(size, "flash_kb") == pytest.approx((repo / "models/deploy/model.tflite").stat().st_size / 1024, abs=0.01)
     assert _number(size, "ram_kb") > _number(size, "arena_kb") > 0
     assert _number(size, "float.flash_kb") > size["flash_kb"]
+    deploy = repo / "models" / "deploy"
+    source = (deploy / "model_data.cc").read_text()
+    body = source[source.index("{") + 1 : source.index("};")]
+    assert bytes(int(h, 16) for h in body.replace(",", " ").split()) == (deploy / "model.tflite").read_bytes()
+    manifest = json.loads((deploy / "wakeword.json").read_text())
+    assert f"= {manifest['tensor_arena_size']};" in (deploy / "model_data.h").read_text()
+    assert manifest["tensor_arena_size"] == size["arena_bytes"]
     cal = json.loads((repo / "metrics" / "calibration.json").read_text())
     assert _number(cal, "temperature") >= 0.01
     train = json.loads((repo / "metrics" / "train.json").read_text())
