@@ -3,6 +3,7 @@ test metrics (same evaluation as the float model) and the measured flash/RAM siz
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from wakeword.cmvn import load_cmvn
 from wakeword.deploy import (
     FidelityError,
     build_manifest,
+    check_recall_drop,
     decision_agreement,
     folded_model,
     model_compute,
@@ -33,13 +35,14 @@ log = logging.getLogger("tflite")
 @click.argument("cmvn_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("float_metrics", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("metrics_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("size_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("curve_out", type=click.Path(dir_okay=False, path_type=Path))
 @params_option
 @stage
-def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, model_dir: Path,
+def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, float_metrics: Path, model_dir: Path,
          metrics_out: Path, size_out: Path, curve_out: Path, params_path: Path) -> None:
     from wakeword.export import convert_tflite_float, convert_tflite_int8
     from wakeword.size import detector_buffer_bytes, measure_arena_bytes, size_report
@@ -73,6 +76,8 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
                                        p.audio.step_ms, threshold_grid(p.calibrate.threshold_step),
                                    p.calibrate.max_stream_on_fraction)
         result["fidelity_vs_float"] = fidelity
+        result["fidelity_vs_float"]["recall_drop"] = check_recall_drop(
+            json.loads(float_metrics.read_text()), result, p.export.max_recall_drop)
         max_arena = p.export.max_arena_kb * 1024
         buffers = detector_buffer_bytes(p.features.n_fft, window, cmvn.n_features)
         arena = measure_arena_bytes(int8_path, max_arena)

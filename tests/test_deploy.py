@@ -37,3 +37,12 @@ def test_c_array_compiles_and_links(tmp_path: Path) -> None:
     subprocess.run(["g++", "-std=c++17", "-o", "prog", "main.cc", "model_data.cc"], cwd=tmp_path, check=True)
     out = subprocess.run([str(tmp_path / "prog")], capture_output=True, text=True, check=True).stdout
     assert out == f"{len(data)} 2048 99"
+
+
+def test_recall_drop_check() -> None:
+    from wakeword.deploy import FidelityError, check_recall_drop
+
+    assert check_recall_drop({"recall_at_target": 0.80}, {"recall_at_target": 0.78}, 0.05) == pytest.approx(0.02)
+    assert check_recall_drop({"recall_at_target": 0.80}, {"recall_at_target": 0.85}, 0.0) == pytest.approx(-0.05)
+    with pytest.raises(FidelityError, match=r"0\.700, 0\.100 below the float model's 0\.800.*max_recall_drop"):
+        check_recall_drop({"recall_at_target": 0.80}, {"recall_at_target": 0.70}, 0.05)

@@ -106,6 +106,18 @@ def decision_agreement(
     }
 
 
+def check_recall_drop(float_metrics: dict[str, Any], int8_metrics: dict[str, Any], max_drop: float) -> float:
+    """The deployed model must keep the float model's recall at the calibrated threshold; returns the drop."""
+    drop = float(float_metrics["recall_at_target"]) - float(int8_metrics["recall_at_target"])
+    if drop > max_drop:
+        raise FidelityError(
+            f"int8 TFLite recall at the calibrated threshold is {int8_metrics['recall_at_target']:.3f}, "
+            f"{drop:.3f} below the float model's {float_metrics['recall_at_target']:.3f}; "
+            f"export.max_recall_drop allows {max_drop}"
+        )
+    return drop
+
+
 def build_manifest(
     phrase: str, fp: FeatureParams, window: int, step: int, step_ms: int, calibration: dict[str, Any],
     arena_bytes: int, cmvn: CMVN,

@@ -217,6 +217,7 @@ class QuantizeParams(_Section):
 
 class ExportParams(_Section):
     min_decision_agreement: float = Field(0.95, ge=0.0, le=1.0)
+    max_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
     max_arena_kb: int = Field(1024, ge=8, le=65536)
 
 
