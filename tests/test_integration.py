@@ -177,3 +177,13 @@ def test_cli_scores_any_wav_without_torch(repo: Path, tmp_path: Path) -> None:
     det = run([sys.executable, "-c", blocker, "detect", "models/deploy", "--threshold", "0.0", wavs[0]], repo)
     fields = det.stdout.splitlines()[0].split("\t")
     assert Path(fields[0]).name == "a16k.wav" and float(fields[1]) > 0
+    run([sys.executable, "-c", blocker, "detect", "models/deploy", "--preset", "conservative", wavs[0]], repo)
+
+
+def test_cli_detections_on_the_test_stream_match_the_pipeline(repo: Path) -> None:
+    """The runtime (numpy features + int8 TFLite + detector from the manifest) counts exactly the false
+    alarms the tflite stage reported for the same model on the same stream."""
+    int8 = json.loads((repo / "metrics" / "int8.json").read_text())
+    out = run([sys.executable, "-m", "wakeword.cli", "detect", "models/deploy", "data/synth/streams/test.wav"],
+              repo).stdout
+    assert len(out.splitlines()) == int8["false_alarms"]

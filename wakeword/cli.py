@@ -18,16 +18,17 @@ import click
 import numpy as np
 
 from wakeword.audio import AudioError
+from wakeword.detector import PRESETS
 
 if TYPE_CHECKING:
     from wakeword.runtime import DeployedModel
 
 
-def _load(model_dir: Path, threshold: float | None) -> DeployedModel:
+def _load(model_dir: Path, threshold: float | None, preset: str | None = None) -> DeployedModel:
     from wakeword.runtime import DeployedModel, ModelDirError
 
     try:
-        return DeployedModel.load(model_dir, threshold)
+        return DeployedModel.load(model_dir, threshold, preset)
     except (ModelDirError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -76,9 +77,11 @@ def score(model_dir: Path, wavs: tuple[Path, ...]) -> None:
 @wavs_arg
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override the calibrated threshold_on (hysteresis kept).")
-def detect(model_dir: Path, wavs: tuple[Path, ...], threshold: float | None) -> None:
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="Use a SPEC detector preset (votes, lockout, threshold) instead of the calibrated settings.")
+def detect(model_dir: Path, wavs: tuple[Path, ...], threshold: float | None, preset: str | None) -> None:
     """Print each detection of the streaming detector: file, time (s) and score."""
-    model = _load(model_dir, threshold)
+    model = _load(model_dir, threshold, preset)
     failed = 0
     for wav, times, probs in _scored(model, wavs):
         if times is None:

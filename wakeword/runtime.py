@@ -40,7 +40,10 @@ class DeployedModel:
     scorer: Any
 
     @classmethod
-    def load(cls, directory: str | Path, threshold: float | None = None) -> DeployedModel:
+    def load(cls, directory: str | Path, threshold: float | None = None, preset: str | None = None) -> DeployedModel:
+        """Load a model directory. ``preset`` swaps in a SPEC 4.3 detector preset (its votes, lockout and
+        threshold: the calibrated false-alarm rate then no longer applies); ``threshold`` overrides
+        ``threshold_on`` last, keeping the hysteresis gap."""
         from wakeword.tflite_runtime import TFLiteScorer
 
         directory = Path(directory)
@@ -54,6 +57,8 @@ class DeployedModel:
             model_file = directory / str(manifest["model"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ModelDirError(f"{path}: not a usable model manifest ({exc})") from None
+        if preset is not None:
+            detector = DetectorConfig.preset(preset, detector.step_ms)
         if threshold is not None:
             detector = detector.with_threshold_on(threshold)
         scorer = TFLiteScorer(model_file)
