@@ -21,11 +21,11 @@ from wakeword.cmvn import CMVN
 from wakeword.featureset import FeatureSet
 from wakeword.models import count_macs, count_parameters, fold_cmvn
 from wakeword.params import FeatureParams
+from wakeword.runtime import MANIFEST_NAME
 from wakeword.scoring import LogitFn, probabilities, sliding_windows
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "wakeword.json"
 MANIFEST_VERSION = 1
 
 

@@ -22,7 +22,7 @@ from wakeword.detector import (
 )
 from wakeword.featureset import KIND_CODES, FeatureSet
 from wakeword.params import DetectorParams
-from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits
+from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits, window_labels
 
 FAH_TARGETS = (0.1, 0.5, 1.0, 2.0)
 
@@ -101,7 +101,8 @@ def evaluate_scored(
     clip_scores = probs.max(axis=1)
     detected = np.array([detect(p, cfg).shape[0] > 0 for p in probs])
     labels = scored.label
-    stream_events = int(detect(scored.stream_probs(temperature), cfg).shape[0])
+    stream_probs = scored.stream_probs(temperature)
+    stream_events = int(detect(stream_probs, cfg).shape[0])
 
     out: dict[str, Any] = {"threshold": float(threshold), "target_fah": float(target_fah)}
     fa = metrics.false_alarm_rate(stream_events, scored.stream_hours)
@@ -118,8 +119,7 @@ def evaluate_scored(
                    for k, v in metrics.binary_metrics(labels, detected.astype(np.int64)).items()}
     conf = scored.kind == KIND_CODES["hard_negative"]
     out["confusable_false_accept_rate"] = float(detected[conf].mean()) if conf.any() else 0.0
-    out["stream_on_fraction"] = float(on_fraction_over_thresholds(
-        scored.stream_probs(temperature), np.array([threshold]), cfg)[0])
+    out["stream_on_fraction"] = float(on_fraction_over_thresholds(stream_probs, np.array([threshold]), cfg)[0])
     curve = operating_curve(scored, temperature, thresholds, det, step_ms, max_on_fraction)
     for target in FAH_TARGETS:
         recall, _ = metrics.recall_at_fah(curve, target)
@@ -139,6 +139,13 @@ def evaluate_scored(
     return out, rows
 
 
+def labeled_windows(scored: ScoredSet, window: int, step: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window logits and labels of the clips, ambiguous (phrase cut) windows left out."""
+    lab = window_labels(scored.phrase_start_frame, scored.phrase_end_frame, n_frames, window, step)
+    keep = lab >= 0
+    return scored.clip_logits[keep], lab[keep].astype(np.int64)
+
+
 def calibrate_scored(
     scored: ScoredSet, n_frames: int, window: int, step: int, det: DetectorParams, step_ms: int,
     target_fah: float, threshold_step: float, iters: int, lr: float, max_on_fraction: float,
@@ -146,11 +153,8 @@ def calibrate_scored(
     """Temperature on labelled validation windows (SPEC 4.6), then the threshold meeting ``target_fah`` on
     the validation stream through the detector (SPEC 4.4). Returns the calibration artifact."""
     from wakeword.calibration import choose_threshold, fit_temperature, threshold_grid
-    from wakeword.scoring import window_labels
 
-    lab = window_labels(scored.phrase_start_frame, scored.phrase_end_frame, n_frames, window, step)
-    keep = lab >= 0
-    logits, labels = scored.clip_logits[keep], lab[keep].astype(np.int64)
+    logits, labels = labeled_windows(scored, window, step, n_frames)
     temperature = fit_temperature(logits, labels, iters=iters, lr=lr)
     ece_before = metrics.expected_calibration_error(probabilities(logits, 1.0), labels)
     ece_after = metrics.expected_calibration_error(probabilities(logits, temperature), labels)

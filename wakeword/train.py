@@ -24,11 +24,11 @@ from tqdm import tqdm
 from wakeword import metrics
 from wakeword.calibration import threshold_grid
 from wakeword.cmvn import CMVN, EPS
-from wakeword.evaluation import ScoredSet, operating_curve, score_set
+from wakeword.evaluation import labeled_windows, operating_curve, score_set
 from wakeword.featureset import FeatureSet
 from wakeword.models import build_model, count_macs, count_parameters
 from wakeword.params import AudioParams, CalibrateParams, DetectorParams, ModelParams, TrainParams
-from wakeword.scoring import LogitFn, window_labels
+from wakeword.scoring import LogitFn
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,6 @@ def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def labeled_windows(scored: ScoredSet, window: int, step: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window logits and labels of validation clips, ambiguous (phrase cut) windows left out."""
-    lab = window_labels(scored.phrase_start_frame, scored.phrase_end_frame, n_frames, window, step)
-    keep = lab >= 0
-    return scored.clip_logits[keep], lab[keep].astype(np.int64)
 
 
 def validation_loss(logits: np.ndarray, labels: np.ndarray) -> float:
