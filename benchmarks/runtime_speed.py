@@ -1,4 +1,4 @@
-"""Benchmark: real-time factor of the deployed model directory on one core (numpy log-mel + int8 TFLite +
+"""Benchmark: real-time factor of the deployed model directory on one core (numpy features + int8 TFLite +
 detector), as `wakeword detect` runs it. Prints numbers; asserts nothing.
 
 Run after `dvc repro`:  python -m benchmarks.runtime_speed [MODEL_DIR] [WAV]
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from wakeword.features import log_mel
+from wakeword.features import compute_features
 from wakeword.runtime import DeployedModel
 from wakeword.scoring import probabilities, stream_logits
 
@@ -27,7 +27,7 @@ def main() -> None:
     seconds = audio.shape[0] / sr
     model = DeployedModel.load(model_dir)
     t0 = time.perf_counter()
-    feats = log_mel(audio, model.features)
+    feats = compute_features(audio, model.features)
     t1 = time.perf_counter()
     logits = stream_logits(model.scorer.logits, feats, model.window_frames, model.step_frames)
     t2 = time.perf_counter()
@@ -35,7 +35,7 @@ def main() -> None:
     t3 = time.perf_counter()
     n = logits.shape[0]
     print(f"audio: {seconds:.0f} s ({wav}); model: {model_dir} ({(model_dir / 'model.tflite').stat().st_size} bytes)")
-    print(f"features (numpy log-mel): {t1 - t0:.2f} s   RTF {(t1 - t0) / seconds:.5f}")
+    print(f"features (numpy {model.features.type}): {t1 - t0:.2f} s   RTF {(t1 - t0) / seconds:.5f}")
     print(f"int8 TFLite, {n} windows, 1 thread: {t2 - t1:.2f} s   RTF {(t2 - t1) / seconds:.5f}"
           f"   ({n / (t2 - t1):.0f} windows/s)")
     print(f"detector: {t3 - t2:.3f} s")

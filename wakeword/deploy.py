@@ -1,7 +1,8 @@
 """From a trained checkpoint to deployable artifacts: ONNX (float, int8) and the full-int8 TFLite model
 directory that ``wakeword detect`` / ``wakeword score`` run.
 
-CMVN is folded into the model's first convolution, so every exported model takes raw log-mel features.
+CMVN is folded into the model's first convolution, so every exported model takes raw features of the
+configured ``features.type`` (log-mel, MFCC or TFLite-Micro front-end output; :mod:`wakeword.features`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from wakeword.cmvn import CMVN
+from wakeword.features import MICRO_SCALE, feature_dim
 from wakeword.featureset import FeatureSet
 from wakeword.models import count_macs, count_parameters, fold_cmvn
 from wakeword.params import FeatureParams
@@ -118,16 +120,33 @@ def check_recall_drop(float_metrics: dict[str, Any], int8_metrics: dict[str, Any
     return drop
 
 
+def input_description(fp: FeatureParams) -> str:
+    """What the deployed model's input is, in words (the manifest's ``input``)."""
+    dim = feature_dim(fp)
+    if fp.type == "log_mel":
+        what = f"raw log-mel, {dim} mel bins per {fp.hop_ms:g} ms frame ({fp.win_ms:g} ms window)"
+    elif fp.type == "mfcc":
+        what = (f"raw MFCC, {dim} coefficients (orthonormal DCT-II of a {fp.n_mels}-bin log-mel) per {fp.hop_ms:g} ms "
+                f"frame ({fp.win_ms:g} ms window)")
+    else:
+        what = (f"TFLite-Micro audio front end (pymicro-features), {dim} channels per {fp.hop_ms:g} ms frame "
+                f"({fp.win_ms:g} ms window), uint16 output x {MICRO_SCALE} (= 1/25.6)")
+    return f"{what}; CMVN folded into the model"
+
+
 def build_manifest(
     phrase: str, fp: FeatureParams, window: int, step: int, step_ms: int, calibration: dict[str, Any],
     arena_bytes: int, cmvn: CMVN,
 ) -> dict[str, Any]:
+    if cmvn.n_features != feature_dim(fp) or cmvn.feature_type != fp.type:
+        raise ValueError(f"CMVN is for {cmvn.n_features} {cmvn.feature_type} features, but features.type {fp.type} "
+                         f"gives {feature_dim(fp)}")
     return {
         "version": MANIFEST_VERSION,
         "wake_word": phrase,
         "model": "model.tflite",
         "model_type": "full_int8_tflite",
-        "input": "raw log-mel (CMVN folded into the model)",
+        "input": input_description(fp),
         "features": fp.model_dump(),
         "sample_rate_hz": 16000,
         "window_frames": window,

@@ -3,7 +3,9 @@
 The model directory holds ``model.tflite`` (full int8, CMVN folded in) and ``wakeword.json`` (features,
 window, step, temperature, threshold and detector settings). Scores are the calibrated per-step
 probabilities ``softmax(logits / T)[1]``; detections come from the same streaming detector the pipeline
-calibrated and evaluated with.
+calibrated and evaluated with. Features are ``features.type`` from the manifest, computed by
+:func:`wakeword.features.compute_features` (numpy, or pymicro-features for micro: a fresh front end at the
+start of each file, running through it as on a device).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from wakeword.audio import read_audio
 from wakeword.detector import DetectorConfig, detect
-from wakeword.features import log_mel, num_frames
+from wakeword.features import compute_features, feature_dim, frames_for
 from wakeword.params import FeatureParams
 from wakeword.scoring import probabilities, step_times_s, stream_logits
 
@@ -62,9 +64,10 @@ class DeployedModel:
         if threshold is not None:
             detector = detector.with_threshold_on(threshold)
         scorer = TFLiteScorer(model_file)
-        if scorer.input_shape[1:] != (window, features.n_mels):
+        dim = feature_dim(features)
+        if scorer.input_shape[1:] != (window, dim):
             raise ModelDirError(f"{model_file}: input {scorer.input_shape} does not match the manifest window "
-                                f"({window} frames x {features.n_mels} mels)")
+                                f"({window} frames x {dim} {features.type} features)")
         return cls(directory, manifest, features, window, step, temperature, detector, scorer)
 
     @property
@@ -78,8 +81,8 @@ class DeployedModel:
             rng = np.random.default_rng(0)
             pad = rng.standard_normal(self.window_samples - audio.shape[0]).astype(np.float32) * 10 ** (-65 / 20)
             audio = np.concatenate([pad, audio.astype(np.float32)])
-        feats = log_mel(audio, self.features)
-        assert feats.shape[0] == max(num_frames(audio.shape[0], self.features), 0)
+        feats = compute_features(audio, self.features)
+        assert feats.shape == (frames_for(audio.shape[0], self.features), feature_dim(self.features))
         probs = probabilities(stream_logits(self.scorer.logits, feats, self.window_frames, self.step_frames),
                               self.temperature)
         times = step_times_s(probs.shape[0], self.window_frames, self.step_frames,

@@ -167,7 +167,10 @@ def detector_buffer_bytes(n_fft: int, window_frames: int, n_mels: int) -> dict[s
 
     Formula: ``audio_ring_bytes = n_fft * 2`` (one STFT window of int16 samples, the only audio the front
     end must keep: each hop shifts it) and ``feature_window_bytes = window_frames * n_mels`` (the sliding
-    window of int8 features the model reads; int8 because the deployed model takes int8 input).
+    window of int8 features the model reads; int8 because the deployed model takes int8 input). ``n_mels`` is
+    the feature dimension of ``features.type`` (:func:`wakeword.features.feature_dim`: n_mels, n_mfcc or the
+    micro front end's 40 channels); callers pass the CMVN/model feature count. For micro the front end keeps
+    a 30 ms window (480 samples), less than ``n_fft`` (512 by default), so the audio figure is an upper bound.
     ``total_bytes`` is their sum. Not counted: the FFT work buffers of the DSP library and the stack.
     """
     for name, value in (("n_fft", n_fft), ("window_frames", window_frames), ("n_mels", n_mels)):
