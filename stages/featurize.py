@@ -11,14 +11,15 @@ from wakeword.featurize import featurize
 
 
 @click.command()
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("synth_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("own_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("split_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @params_option
 @stage
-def main(data_dir: Path, split_dir: Path, out_dir: Path, params_path: Path) -> None:
+def main(synth_dir: Path, own_dir: Path, split_dir: Path, out_dir: Path, params_path: Path) -> None:
     p = load(params_path)
-    featurize(data_dir, split_dir, out_dir, p.audio, p.features, p.augment, p.seed)
+    featurize({"synth": synth_dir, "own": own_dir}, split_dir, out_dir, p.audio, p.features, p.augment, p.seed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Stage synth: render the built-in demo data set (speech, confusables, noise, long streams)."""
+"""Stage synth: render the built-in demo data set (speech, confusables, noise, long streams) and the
+held-out engine set. It does not depend on ``data.source``: switching the source never re-renders it, and
+the held-out engine set is used with own data too."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Stage tflite: full-int8 TFLite model directory, its fidelity against the float model, the int8 model's
-test metrics (same evaluation as the float model) and the measured flash/RAM size."""
+test and held-out-engine metrics (same evaluation as the float model) and the measured flash/RAM size."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,8 +24,8 @@ from wakeword.deploy import (
     sample_windows,
     write_model_dir,
 )
-from wakeword.evaluation import evaluate_scored, load_calibration, score_set
-from wakeword.featureset import load_split, load_stream, read_index
+from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration
+from wakeword.featureset import load_split, read_index
 from wakeword.train import load_checkpoint, torch_logit_fn
 
 log = logging.getLogger("tflite")
@@ -40,10 +41,11 @@ log = logging.getLogger("tflite")
 @click.argument("metrics_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("size_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("curve_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("heldout_curve_out", type=click.Path(dir_okay=False, path_type=Path))
 @params_option
 @stage
 def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, float_metrics: Path, model_dir: Path,
-         metrics_out: Path, size_out: Path, curve_out: Path, params_path: Path) -> None:
+         metrics_out: Path, size_out: Path, curve_out: Path, heldout_curve_out: Path, params_path: Path) -> None:
     from wakeword.export import convert_tflite_float, convert_tflite_int8
     from wakeword.size import detector_buffer_bytes, measure_arena_bytes, size_report
     from wakeword.tflite_runtime import TFLiteScorer
@@ -70,11 +72,16 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
                 f"int8 TFLite agrees with the float model on {fidelity['decision_agreement']:.3f} of windows, below "
                 f"export.min_decision_agreement = {p.export.min_decision_agreement}"
             )
-        stream, hours = load_stream(features_dir, "test")
-        scored = score_set(scorer.logits, test, stream, hours, window, step)
-        result, rows = evaluate_scored(scored, cal["temperature"], cal["threshold"], cal["target_fah"], p.detector,
-                                       p.audio.step_ms, threshold_grid(p.calibrate.threshold_step),
-                                   p.calibrate.max_stream_on_fraction)
+        grid = threshold_grid(p.calibrate.threshold_step)
+        curves: dict[str, list[dict[str, float]]] = {"heldout": []}
+        result: dict[str, Any] = {}
+        for split in evaluation_splits(features_dir):
+            metrics, curves[split] = evaluate_split(scorer.logits, features_dir, split, cal, p.detector,
+                                                    p.audio.step_ms, grid, p.calibrate.max_stream_on_fraction)
+            if split == "test":
+                result.update(metrics)
+            else:
+                result[split] = metrics
         result["fidelity_vs_float"] = fidelity
         result["fidelity_vs_float"]["recall_drop"] = check_recall_drop(
             json.loads(float_metrics.read_text()), result, p.export.max_recall_drop)
@@ -88,7 +95,8 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
         manifest = build_manifest(p.synth.phrase, p.features, window, step, p.audio.step_ms, cal, arena, cmvn)
         write_model_dir(model_dir, int8_path, manifest)
     write_json(metrics_out, round_floats(result))
-    write_json(curve_out, round_floats(rows))
+    write_json(curve_out, round_floats(curves["test"]))
+    write_json(heldout_curve_out, round_floats(curves["heldout"]))
     write_json(size_out, round_floats(size, 3))
 
 

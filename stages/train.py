@@ -1,4 +1,7 @@
-"""Stage train: fit the model, log per-epoch curves with DVCLive, keep the best validation checkpoint."""
+"""Stage train: fit the model, log per-epoch curves with DVCLive, keep the best validation checkpoint.
+
+With ``augment.mode: on_the_fly`` every epoch after the first trains on freshly rendered windows (the
+featurize stage's code, a new seed per epoch) instead of the fixed featurized set."""
 
 from __future__ import annotations
 
@@ -18,12 +21,25 @@ from wakeword.train import train_model
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("live_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("summary", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--synth-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/synth"),
+              show_default=True, help="Demo audio (augment.mode on_the_fly re-renders training windows from it).")
+@click.option("--own-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/own"),
+              show_default=True, help="Own audio (on_the_fly).")
+@click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/split"),
+              show_default=True, help="Split manifests (on_the_fly).")
 @params_option
 @stage
-def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, summary: Path, params_path: Path) -> None:
+def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, summary: Path, synth_dir: Path,
+         own_dir: Path, split_dir: Path, params_path: Path) -> None:
     from dvclive import Live
 
     p = load(params_path)
+    epoch_windows = None
+    if p.augment.mode == "on_the_fly":
+        from wakeword.featurize import OnTheFlyWindows
+
+        epoch_windows = OnTheFlyWindows({"synth": synth_dir, "own": own_dir}, split_dir, p.audio, p.features,
+                                        p.augment, p.seed)
     stream, hours = load_stream(features_dir, "val")
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
@@ -35,7 +51,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, 
         result = train_model(
             load_split(features_dir, "train"), load_split(features_dir, "val"), stream, hours,
             load_cmvn(cmvn_path), read_index(features_dir), p.model, p.train, p.detector, p.calibrate, p.audio,
-            p.seed, checkpoint, on_epoch,
+            p.seed, checkpoint, on_epoch, p.augment, epoch_windows,
         )
     write_json(summary, round_floats({
         "best_epoch": result.best_epoch + 1, "epochs": len(result.history), "parameters": result.parameters,

@@ -10,7 +10,7 @@ from wakeword.cmvn import CMVNError, compute_cmvn, load_cmvn, save_cmvn
 from wakeword.manifest import Item, ManifestError, read_manifest, resolve, write_manifest
 from wakeword.params import SplitParams
 from wakeword.scoring import clip_logits, probabilities, sliding_windows, stream_logits, window_labels
-from wakeword.split import SplitError, assign_group, check_disjoint_groups, split_items
+from wakeword.split import SplitError, assign_group, check_disjoint_groups, merge_sources, split_items
 
 
 def test_cmvn_matches_numpy_and_round_trips(tmp_path: Path) -> None:
@@ -58,6 +58,30 @@ def test_split_groups_never_cross_and_are_stable() -> None:
     where2 = {i.id: s for s, its in more.items() for i in its}
     assert all(where2[k] == v for k, v in where.items())
     assert assign_group(7, "espeak:v1", p) == assign_group(7, "espeak:v1", p)
+
+
+def test_heldout_rir_and_sources() -> None:
+    """Held-out engine items form their own split, RIRs always train, sources are tagged and ids unique."""
+    held = [Item(f"h{i}", f"clips/heldout/positive/{i}.wav", "positive", f"pico:v{i % 2}", 1.0, role="heldout")
+            for i in range(6)]
+    held += [Item("hn", "clips/heldout/negative/0.wav", "negative", "pico:v0", 1.0, role="heldout"),
+             Item("hs", "streams/heldout.wav", "stream", "stream-heldout", 60.0, role="heldout")]
+    own = [Item(f"own-rir-{i}", f"clips/rir/{i}.wav", "rir", f"own:room{i}", 0.5) for i in range(20)]
+    items = merge_sources({"synth": _items(50) + held, "own": own})
+    assert {i.extra["root"] for i in items if i.id.startswith("own-")} == {"own"}
+    assert {i.extra["root"] for i in items if i.id.startswith("h")} == {"synth"}
+    splits = split_items(items, SplitParams(), seed=3)
+    check_disjoint_groups(splits)
+    assert sorted(i.id for i in splits["heldout"]) == sorted(i.id for i in held)
+    assert all(i.kind == "rir" or not i.id.startswith("own-") for s in ("val", "test") for i in splits[s])
+    assert sum(i.kind == "rir" for i in splits["train"]) == 20
+    assert "heldout" not in split_items(_items(50), SplitParams(), seed=3)
+    with pytest.raises(SplitError, match="appears in both"):
+        merge_sources({"synth": _items(3), "own": _items(3)})
+    with pytest.raises(SplitError, match="held-out split has no positive"):
+        split_items(_items(50) + held[-2:], SplitParams(), seed=3)
+    with pytest.raises(SplitError, match="'heldout' has no long negative stream"):
+        split_items(_items(50) + held[:-1], SplitParams(), seed=3)
 
 
 def test_split_refuses_empty_split() -> None:

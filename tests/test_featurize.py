@@ -25,7 +25,7 @@ def pools() -> Pools:
 
 
 def test_placement_level_and_floor(pools: Pools) -> None:
-    aug = AugmentParams(noise_prob=0.0, context_prob=0.0)
+    aug = AugmentParams(noise_prob=0.0, context_prob=0.0, stretch_prob=0.0, pitch_prob=0.0)
     utt = pools.positive[0]
     x, start, end = render_window(utt, 24000, pools, aug, np.random.default_rng(3))
     assert end - start == utt.shape[0] and 0 <= start and end <= 24000
@@ -38,9 +38,31 @@ def test_placement_level_and_floor(pools: Pools) -> None:
     assert np.count_nonzero(x == 0.0) < 10  # never runs of digital silence
 
 
+def test_training_augmentation_is_applied_and_eval_is_not(pools: Pools) -> None:
+    """Time stretch (and pitch shift) change the utterance in training windows only; a room impulse
+    response from pools.rir reverberates the speech."""
+    aug = AugmentParams(noise_prob=0.0, context_prob=0.0, stretch_prob=1.0, stretch_range=(1.25, 1.25),
+                        pitch_prob=0.0, rir_prob=0.0)
+    utt = pools.positive[0]
+    _, start, end = render_window(utt, 24000, pools, aug, np.random.default_rng(3))
+    assert end - start == pytest.approx(utt.shape[0] / 1.25, abs=2)
+    _, start, end = render_window(utt, 48000, pools, aug, np.random.default_rng(3), eval_mode=True)
+    assert end - start == utt.shape[0]
+    plain = AugmentParams(noise_prob=0.0, context_prob=0.0, stretch_prob=0.0, pitch_prob=0.0, rir_prob=1.0)
+    dry = render_window(utt, 24000, pools, plain, np.random.default_rng(4))[0]
+    echo = np.zeros(4000, dtype=np.float32)
+    echo[0], echo[3000] = 1.0, 0.8
+    wet = render_window(utt, 24000, Pools(**{**pools.__dict__, "rir": [echo]}), plain, np.random.default_rng(4))[0]
+    assert wet.shape == dry.shape and np.abs(wet - dry).max() > 1e-3
+    # the echo 3000 samples later is in the reverberated window: energy after the utterance rises
+    e0 = render_window(utt, 24000, pools, plain, np.random.default_rng(4))[2]
+    assert rms_dbfs(wet[e0 : e0 + 2500]) > rms_dbfs(dry[e0 : e0 + 2500]) + 20
+
+
 def test_noise_at_requested_snr(pools: Pools) -> None:
     aug = AugmentParams(noise_prob=1.0, context_prob=0.0, snr_db=(10.0, 10.0), level_dbfs=(-20.0, -20.0),
                         noise_floor_dbfs=(-120.0, -120.0))
+    aug = aug.model_copy(update={"stretch_prob": 0.0, "pitch_prob": 0.0})
     utt = pools.positive[0]
     x, start, end = render_window(utt, 24000, pools, aug, np.random.default_rng(5))
     again = render_window(utt, 24000, pools, aug, np.random.default_rng(5))[0]

@@ -41,6 +41,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("stages", "wakeword"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "data" / "raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
     params = merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()),
                              yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -76,6 +78,14 @@ def test_metrics_files(repo: Path) -> None:
         assert 0 <= m["recall_at_target"] <= 1 and 0 <= m["eer"] <= 1
         curve = json.loads((repo / "metrics" / "plots" / f"{name}_curve.json").read_text())
         assert len(curve) > 10 and {"threshold", "fah", "recall"} <= set(curve[0])
+        # the held-out engine group: its own clips and stream, the same metrics
+        for key in ("fah", "negative_hours", "recall_at_target", "recall_at_0p5_fah", "eer", "counts.positive_clips",
+                    "confusable_false_accept_rate"):
+            _number(m["heldout"], key)
+        assert m["heldout"]["counts"]["positive_clips"] == 20
+        assert m["heldout"]["negative_hours"] == pytest.approx(0.02, abs=1e-3)
+        heldout_curve = json.loads((repo / "metrics" / "plots" / f"{name}_heldout_curve.json").read_text())
+        assert len(heldout_curve) > 10
     size = json.loads((repo / "metrics" / "size.json").read_text())
     assert _number(size, "flash_kb") == pytest.approx((repo / "models/deploy/model.tflite").stat().st_size / 1024, abs=0.01)
     assert _number(size, "ram_kb") > _number(size, "arena_kb") > 0
@@ -187,3 +197,66 @@ def test_cli_detections_on_the_test_stream_match_the_pipeline(repo: Path) -> Non
     out = run([sys.executable, "-m", "wakeword.cli", "detect", "models/deploy", "data/synth/streams/test.wav"],
               repo).stdout
     assert len(out.splitlines()) == int8["false_alarms"]
+
+
+def _own_clips(repo: Path, raw: Path, kind: str, speakers: range, per_speaker: int, gain: float) -> None:
+    """Own recordings stand-ins: demo clips of that kind at a different level (so their content differs from
+    the demo files), stereo 44.1 kHz, one folder per speaker."""
+    from scipy.signal import resample_poly
+
+    rows = [json.loads(line) for line in (repo / "data/synth/manifest.jsonl").read_text().splitlines()]
+    src = [r for r in rows if r["kind"] == kind and r.get("role") != "heldout"]
+    i = speakers.start * per_speaker
+    for spk in speakers:
+        (raw / kind / f"spk{spk:02d}").mkdir(parents=True, exist_ok=True)
+        for k in range(per_speaker):
+            audio, _ = sf.read(repo / "data/synth" / src[i % len(src)]["path"], dtype="float32")
+            up = resample_poly(audio * gain, 441, 160).astype(np.float32)
+            sf.write(raw / kind / f"spk{spk:02d}" / f"take{k}.wav", np.stack([up, up], axis=1), 44100)
+            i += 1
+
+
+def _split_of(repo: Path) -> dict[str, str]:
+    out = {}
+    for split in ("train", "val", "test"):
+        for line in (repo / "data/split" / f"{split}.jsonl").read_text().splitlines():
+            out[json.loads(line)["id"]] = split
+    return out
+
+
+def test_own_data_added_later_moves_nothing(repo: Path) -> None:
+    """Own audio in data/raw (tracked per kind with `dvc add`), used together with the demo set; adding ten
+    more positives re-runs ingest and what depends on it, never synth, and moves no existing item."""
+    raw = repo / "data" / "raw"
+    _own_clips(repo, raw, "positive", range(6), 4, 0.8)
+    _own_clips(repo, raw, "negative", range(4), 4, 0.8)
+    run(["dvc", "add", "data/raw/positive", "data/raw/negative"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["source"] = "both"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo).stdout
+    assert "Running stage 'ingest'" in out and "Running stage 'synth'" not in out, out
+    report = json.loads((repo / "metrics" / "data_report.json").read_text())
+    assert report["accepted"] == 40 and report["rejected"] == 0, report
+    # a negative longer than data.max_clip_s is cut into pieces, so negatives may count more than files
+    assert report["counts"]["positive"] == 24 and report["counts"]["negative"] >= 16, report
+    before = _split_of(repo)
+    own = {i for i in before if i.startswith("own-")}
+    assert len(own) == report["counts"]["positive"] + report["counts"]["negative"]
+
+    _own_clips(repo, raw, "positive", range(6, 8), 5, 0.7)  # ten more files from two new speakers
+    run(["dvc", "add", "data/raw/positive"], repo)
+    out = run(["dvc", "repro"], repo).stdout
+    for stage in ("ingest", "split", "featurize", "train", "tflite"):
+        assert f"Running stage '{stage}'" in out, out
+    assert "Running stage 'synth'" not in out, out
+    after = _split_of(repo)
+    assert len(after) == len(before) + 10
+    moved = {i: (before[i], after[i]) for i in before if after.get(i) != before[i]}
+    assert not moved, moved
+    own_groups: dict[str, set[str]] = {}
+    for split in ("train", "val", "test"):
+        for line in (repo / "data/split" / f"{split}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            own_groups.setdefault(row["group"], set()).add(split)
+    assert all(len(s) == 1 for s in own_groups.values())

@@ -119,3 +119,19 @@ def test_piper_length_scale_changes_duration(piper: tts.PiperEngine) -> None:
 def test_engines_are_singletons() -> None:
     assert tts.get_espeak() is tts.get_espeak()
     assert tts.get_piper() is tts.get_piper()
+
+
+def test_pico_is_deterministic_16k_and_varies_with_settings() -> None:
+    pico = tts.get_pico()
+    a = pico.synthesize("hey jarvis", "en-US", 100, 100)
+    b = pico.synthesize("hey jarvis", "en-US", 100, 100)
+    assert np.array_equal(a, b)  # a fresh engine per utterance: no state carried between calls
+    assert a.dtype == np.float32 and 0.4 < a.size / 16000 < 2.0 and 0.05 < float(np.abs(a).max()) <= 1.0
+    slow = pico.synthesize("hey jarvis", "en-US", 70, 100)
+    assert slow.size > a.size * 1.2
+    gb = pico.synthesize("hey jarvis", "en-GB", 100, 100)
+    assert gb.size != a.size or not np.array_equal(gb, a)
+    high = pico.synthesize("hey jarvis", "en-US", 100, 140)
+    assert _dominant_hz(high, 16000) > _dominant_hz(a, 16000)
+    with pytest.raises(tts.TTSEngineError, match="not one of"):
+        pico.synthesize("hey jarvis", "de-DE")

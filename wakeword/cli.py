@@ -92,5 +92,35 @@ def detect(model_dir: Path, wavs: tuple[Path, ...], threshold: float | None, pre
     sys.exit(1 if failed else 0)
 
 
+@main.command("augment-preview")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Parameters file.")
+@click.option("--split-dir", default="data/split", show_default=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path), help="Split manifests (stage split).")
+@click.option("--synth-dir", default="data/synth", show_default=True, type=click.Path(path_type=Path),
+              help="Demo data root (stage synth).")
+@click.option("--own-dir", default="data/own", show_default=True, type=click.Path(path_type=Path),
+              help="Own data root (stage ingest).")
+@click.option("-n", "count", default=8, show_default=True, type=click.IntRange(1, 1000), help="Windows to write.")
+@click.option("--kind", default="positive", show_default=True,
+              type=click.Choice(["positive", "negative", "hard_negative"]), help="Kind of utterance to augment.")
+def augment_preview(out_dir: Path, params_path: Path, split_dir: Path, synth_dir: Path, own_dir: Path, count: int,
+                    kind: str) -> None:
+    """Write COUNT augmented training windows (and each dry utterance) to OUT_DIR to listen to, with
+    preview.json saying what was applied (stretch, pitch, level, context, room impulse response, wet)."""
+    from wakeword.featurize import FeaturizeError, augment_preview
+    from wakeword.manifest import ManifestError
+    from wakeword.params import ParamsError, load_params
+
+    try:
+        p = load_params(params_path)
+        rows = augment_preview({"synth": synth_dir, "own": own_dir}, split_dir, out_dir, p.audio, p.augment, p.seed,
+                               count, kind)
+    except (ParamsError, FeaturizeError, ManifestError, AudioError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {len(rows)} windows of {kind} to {out_dir} (see {out_dir / 'preview.json'})")
+
+
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ from wakeword.detector import (
     detections_over_thresholds,
     on_fraction_over_thresholds,
 )
-from wakeword.featureset import KIND_CODES, FeatureSet
+from wakeword.featureset import KIND_CODES, FeatureSet, load_split, load_stream, read_index
 from wakeword.params import DetectorParams
 from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits, window_labels
 
@@ -137,6 +137,26 @@ def evaluate_scored(
                                  curve["stream_on_fraction"])
     ]
     return out, rows
+
+
+def evaluation_splits(features_dir: Path) -> list[str]:
+    """The splits a model is evaluated on: test, and heldout (unseen engines) when the features have it."""
+    splits = read_index(features_dir).get("splits", {})
+    return ["test"] + (["heldout"] if "heldout" in splits else [])
+
+
+def evaluate_split(
+    logit_fn: LogitFn, features_dir: Path, split: str, calibration: dict[str, Any], det: DetectorParams,
+    step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Score one split's clips and stream with ``logit_fn`` and compute every metric at the calibrated
+    operating point (:func:`evaluate_scored`)."""
+    index = read_index(features_dir)
+    stream, hours = load_stream(features_dir, split)
+    scored = score_set(logit_fn, load_split(features_dir, split), stream, hours, int(index["window_frames"]),
+                       int(index["step_frames"]))
+    return evaluate_scored(scored, calibration["temperature"], calibration["threshold"], calibration["target_fah"],
+                           det, step_ms, thresholds, max_on_fraction)
 
 
 def labeled_windows(scored: ScoredSet, window: int, step: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:

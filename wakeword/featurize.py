@@ -15,11 +15,13 @@ Everything is deterministic: each example has its own RNG seeded from (seed, spl
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from wakeword import augment as A
 from wakeword.audio import AudioError, read_audio, rms_dbfs
-from wakeword.features import log_mel_stream, log_mel_torch, num_frames
+from wakeword.features import compute_features_batch, compute_features_stream, feature_dim, frames_for
 from wakeword.featureset import KIND_CODES
 from wakeword.manifest import Item, read_manifest, resolve
 from wakeword.noise import fit_length
@@ -36,7 +39,7 @@ from wakeword.params import AudioParams, AugmentParams, FeatureParams
 
 log = logging.getLogger(__name__)
 
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "heldout": 3}
 SHARD_SIZE = 2000
 STREAM_BLOCK_S = 60.0
 
@@ -53,13 +56,25 @@ class Pools:
     negative: list[np.ndarray]
     hard_negative: list[np.ndarray]
     background: list[np.ndarray]
+    rir: list[np.ndarray] = field(default_factory=list)
 
 
-def load_pools(items: list[Item], root: Path, sample_rate_hz: int) -> Pools:
-    pools: dict[str, list[np.ndarray]] = {k: [] for k in ("positive", "negative", "hard_negative", "background")}
+Roots = dict[str, Path]
+
+
+def item_root(roots: Roots, item: Item) -> Path:
+    """The data root an item's path is relative to (``extra["root"]``, set by the split stage)."""
+    source = str(item.extra.get("root", "synth"))
+    if source not in roots:
+        raise FeaturizeError(f"{item.path}: data source {source!r} has no root (known: {', '.join(sorted(roots))})")
+    return roots[source]
+
+
+def load_pools(items: list[Item], roots: Roots, sample_rate_hz: int) -> Pools:
+    pools: dict[str, list[np.ndarray]] = {k: [] for k in ("positive", "negative", "hard_negative", "background", "rir")}
     for item in tqdm([i for i in items if i.kind in pools], desc="load audio", unit="clip", leave=False):
         try:
-            audio = read_audio(resolve(root, item), sample_rate_hz)
+            audio = read_audio(resolve(item_root(roots, item), item), sample_rate_hz)
         except AudioError as exc:
             log.warning("skipping %s", exc)
             continue
@@ -113,11 +128,22 @@ def _context(buf: np.ndarray, start: int, end: int, pools: Pools, level_db: floa
 
 def render_window(
     utt: np.ndarray | None, length: int, pools: Pools, aug: AugmentParams, rng: np.random.Generator,
-    *, margin: int = 0, context: bool = True, eval_mode: bool = False,
+    *, margin: int = 0, context: bool = True, eval_mode: bool = False, trace: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Place ``utt`` (or nothing) in ``length`` samples with level, context, noise; return (audio, start, end)."""
+    """Place ``utt`` (or nothing) in ``length`` samples with level, context, noise; return (audio, start, end).
+
+    Training windows (``eval_mode=False``) also get the utterance time-stretched / pitch-shifted and the
+    speech reverberated with a room impulse response from ``pools.rir``, each with its probability in
+    ``aug``; evaluation clips never do (they measure the model, not the augmentation). ``trace``, when
+    given, receives what was applied (for the listening aid, ``wakeword augment-preview``).
+    """
+    trace = {} if trace is None else trace
     buf = np.zeros(length, dtype=np.float32)
+    if utt is not None and not eval_mode:
+        utt, done = A.augment_utterance(utt, aug, rng)
+        trace.update(done)
     level_db = float(rng.uniform(*aug.level_dbfs))
+    trace["level_dbfs"] = round(level_db, 2)
     start = end = -1
     if utt is not None:
         if utt.shape[0] > length - 2 * margin:
@@ -127,8 +153,14 @@ def render_window(
         start = int(rng.integers(margin, length - margin - utt.shape[0] + 1))
         end = start + utt.shape[0]
         _place(buf, utt, start)
-        if context and rng.random() < aug.context_prob:
+        trace["context"] = bool(context and rng.random() < aug.context_prob)
+        if trace["context"]:
             _context(buf, start, end, pools, level_db, rng)
+    if not eval_mode and pools.rir:
+        buf, done = A.reverberate(buf, pools.rir, aug, rng)
+        buf = buf.astype(np.float32)
+        trace.update(done)
+    trace["start_s"], trace["end_s"] = round(start / 16000, 3), round(end / 16000, 3)
     noise_prob = aug.eval_noise_prob if eval_mode else aug.noise_prob
     snr = aug.eval_snr_db if eval_mode else aug.snr_db
     return _finish(buf, level_db, pools, noise_prob, snr, aug.noise_floor_dbfs, rng), start, end
@@ -145,20 +177,54 @@ def _rng(seed: int, split: str, kind: str, index: int, variant: int = 0) -> np.r
     return np.random.default_rng([seed, SPLIT_CODES[split], KIND_CODES[kind], index, variant])
 
 
-def build_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> tuple[list[np.ndarray], list[int]]:
-    """Audio windows and kind codes for training (label = kind == positive)."""
+def add_simulated_rirs(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> None:
+    """Append ``aug.n_rirs`` simulated room impulse responses (the same ones for a given seed) to the own ones."""
+    if aug.rir_prob > 0:
+        pools.rir += A.simulate_rirs(aug.n_rirs, np.random.default_rng([seed, 77]), aug.rir_rt60_s, aug.rir_room_m,
+                                     audio.sample_rate_hz)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s training windows in on-the-fly mode; epoch 0 is the featurized set."""
+    if epoch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, 7919, epoch]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class OnTheFlyWindows:
+    """``augment.mode: on_the_fly``: fresh training windows every epoch, rendered with the same code and
+    params as the featurize stage (so epoch 0 equals the featurized training set) from a different seed per
+    epoch (:func:`epoch_seed`): every epoch sees new placements, levels, noise, stretch, pitch and rooms.
+    The training audio is loaded once; each call renders and featurizes one epoch, ``(x, y)``."""
+
+    def __init__(self, roots: Roots, split_dir: Path, audio: AudioParams, fp: FeatureParams, aug: AugmentParams,
+                 seed: int) -> None:
+        self.pools = load_pools(read_manifest(split_dir / "train.jsonl"), roots, audio.sample_rate_hz)
+        if not self.pools.positive:
+            raise FeaturizeError(f"{split_dir / 'train.jsonl'}: no readable positive clips for on-the-fly training")
+        add_simulated_rirs(self.pools, audio, aug, seed)
+        self.audio, self.fp, self.aug, self.seed = audio, fp, aug, seed
+
+    def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = iter_train(self.pools, self.audio, self.aug, epoch_seed(self.seed, epoch))
+        xs, kinds = [], []
+        while chunk := list(itertools.islice(rows, SHARD_SIZE)):  # audio of one shard in memory at a time
+            xs.append(features_of([w for w, _ in chunk], self.fp, f"epoch {epoch + 1} windows"))
+            kinds += [k for _, k in chunk]
+        return np.concatenate(xs), (np.asarray(kinds) == KIND_CODES["positive"]).astype(np.int8)
+
+
+def iter_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Training windows with their kind codes (label = kind == positive), one at a time: featurize turns
+    them into features shard by shard, so memory holds one shard of audio, not the whole training set."""
     length = audio.clip_samples
-    windows: list[np.ndarray] = []
-    kinds: list[int] = []
     for i, utt in enumerate(pools.positive):
         for v in range(aug.train_variants):
-            windows.append(render_window(utt, length, pools, aug, _rng(seed, "train", "positive", i, v))[0])
-            kinds.append(KIND_CODES["positive"])
+            yield render_window(utt, length, pools, aug, _rng(seed, "train", "positive", i, v))[0], KIND_CODES["positive"]
         rng = _rng(seed, "train", "partial", i)
         if rng.random() < 0.5:
             cut = int(utt.shape[0] * rng.uniform(0.3, 0.6))
-            windows.append(render_window(utt[:cut], length, pools, aug, rng)[0])
-            kinds.append(KIND_CODES["partial"])
+            yield render_window(utt[:cut], length, pools, aug, rng)[0], KIND_CODES["partial"]
     for kind in ("negative", "hard_negative"):
         for i, utt in enumerate(getattr(pools, kind)):
             for v in range(aug.negative_windows_per_clip):
@@ -168,60 +234,63 @@ def build_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int)
                     utt_piece = utt[start : start + length]
                 else:
                     utt_piece = utt
-                windows.append(render_window(utt_piece, length, pools, aug, rng)[0])
-                kinds.append(KIND_CODES[kind])
+                yield render_window(utt_piece, length, pools, aug, rng)[0], KIND_CODES[kind]
     if pools.background:
         for i in range(aug.background_windows):
-            windows.append(_background_window(pools, length, aug, _rng(seed, "train", "background", i)))
-            kinds.append(KIND_CODES["background"])
-    return windows, kinds
+            yield _background_window(pools, length, aug, _rng(seed, "train", "background", i)), KIND_CODES["background"]
+
+
+def build_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """All training windows and kind codes as lists (:func:`iter_train`)."""
+    pairs = list(iter_train(pools, audio, aug, seed))
+    return [w for w, _ in pairs], [k for _, k in pairs]
+
+
+def iter_eval(
+    pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int, split: str,
+) -> Iterator[tuple[np.ndarray, int, tuple[int, int]]]:
+    """Evaluation clips, kind codes and the phrase's sample span ((-1, -1) when absent), one at a time."""
+    length = audio.eval_clip_samples
+    margin = int(0.1 * audio.sample_rate_hz)
+    for kind in ("positive", "negative", "hard_negative"):
+        for i, utt in enumerate(getattr(pools, kind)):
+            x, s, e = render_window(utt, length, pools, aug, _rng(seed, split, kind, i), margin=margin, eval_mode=True)
+            yield x, KIND_CODES[kind], ((s, e) if kind == "positive" else (-1, -1))
+    for i, bg in enumerate(pools.background):
+        for j in range(max(1, int(bg.shape[0] // length))):
+            rng = _rng(seed, split, "background", i, j)
+            yield _background_window(Pools([], [], [], [bg]), length, aug, rng), KIND_CODES["background"], (-1, -1)
 
 
 def build_eval(
     pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int, split: str,
 ) -> tuple[list[np.ndarray], list[int], list[tuple[int, int]]]:
-    """Evaluation clips, kind codes and the phrase's sample span ((-1, -1) when absent)."""
-    length = audio.eval_clip_samples
-    margin = int(0.1 * audio.sample_rate_hz)
-    clips: list[np.ndarray] = []
-    kinds: list[int] = []
-    spans: list[tuple[int, int]] = []
-    for kind in ("positive", "negative", "hard_negative"):
-        for i, utt in enumerate(getattr(pools, kind)):
-            x, s, e = render_window(utt, length, pools, aug, _rng(seed, split, kind, i), margin=margin, eval_mode=True)
-            clips.append(x)
-            kinds.append(KIND_CODES[kind])
-            spans.append((s, e) if kind == "positive" else (-1, -1))
-    for i, bg in enumerate(pools.background):
-        for j in range(max(1, int(bg.shape[0] // length))):
-            rng = _rng(seed, split, "background", i, j)
-            clips.append(_background_window(Pools([], [], [], [bg]), length, aug, rng))
-            kinds.append(KIND_CODES["background"])
-            spans.append((-1, -1))
-    return clips, kinds, spans
+    """All evaluation clips, kind codes and spans as lists (:func:`iter_eval`)."""
+    rows = list(iter_eval(pools, audio, aug, seed, split))
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 def features_of(windows: list[np.ndarray], fp: FeatureParams, desc: str, batch: int = 256) -> np.ndarray:
-    """Log-mel of equal-length windows, batched through torch (equal to the numpy :func:`log_mel` the
-    runtime uses to within float32 rounding; tests/test_features.py checks it)."""
-    import torch
-
+    """Features (``features.type``) of equal-length windows, ``(N, frames, feature_dim)`` float32, through
+    :func:`compute_features_batch` (torch batches for log_mel/mfcc, equal to the numpy
+    :func:`compute_features` the runtime uses to within float32 rounding; a fresh front end per window for
+    micro). tests/test_features.py and tests/test_feature_types.py check both."""
     out = []
     for i in tqdm(range(0, len(windows), batch), desc=desc, unit="batch", leave=False):
-        audio = torch.from_numpy(np.stack(windows[i : i + batch]))
-        out.append(log_mel_torch(audio, fp).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0, fp.n_mels), dtype=np.float32)
+        out.append(compute_features_batch(np.stack(windows[i : i + batch]), fp))
+    return np.concatenate(out) if out else np.zeros((0, 0, feature_dim(fp)), dtype=np.float32)
 
 
 def stream_features(path: Path, fp: FeatureParams, sample_rate_hz: int) -> tuple[np.ndarray, float]:
-    """Features of a long recording read block by block; returns (features, hours)."""
+    """Features of a long recording read block by block; returns (features, hours). Block boundaries do not
+    change the result; for micro one front end runs through the whole recording, as on a device."""
     info = sf.info(str(path))
     if info.samplerate != sample_rate_hz or info.channels != 1:
         raise FeaturizeError(f"{path}: streams must be {sample_rate_hz} Hz mono, got {info.samplerate} Hz x {info.channels}")
     block = int(STREAM_BLOCK_S * sample_rate_hz)
     blocks = sf.blocks(str(path), blocksize=block, dtype="float32")
     total = int(np.ceil(info.frames / block))
-    feats = log_mel_stream(tqdm(blocks, total=total, desc=f"stream {path.name}", unit="min", leave=False), fp)
+    feats = compute_features_stream(tqdm(blocks, total=total, desc=f"stream {path.name}", unit="min", leave=False), fp)
     return feats, info.frames / sample_rate_hz / 3600.0
 
 
@@ -232,37 +301,48 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def featurize(
-    data_root: Path, split_dir: Path, out_dir: Path, audio: AudioParams, fp: FeatureParams,
+    roots: Roots, split_dir: Path, out_dir: Path, audio: AudioParams, fp: FeatureParams,
     aug: AugmentParams, seed: int,
 ) -> dict[str, Any]:
-    """Write ``out_dir/{train,val,test}/*.npz``, ``out_dir/streams/{val,test}.npy`` and ``index.json``."""
+    """Write ``out_dir/<split>/*.npz``, ``out_dir/streams/<split>.npy`` and ``index.json``.
+
+    Splits: train, val, test, and heldout when the split stage wrote one (clips and stream of engines
+    that no other split contains). ``roots`` maps each data source (``synth``, ``own``) to its directory.
+    Several streams in one split (demo and own recordings) are featurized one by one and concatenated.
+    """
     tmp_out = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp_out, ignore_errors=True)
     tmp_out.mkdir(parents=True)
-    window_frames = num_frames(audio.clip_samples, fp)
-    eval_frames = num_frames(audio.eval_clip_samples, fp)
+    window_frames = frames_for(audio.clip_samples, fp)
+    eval_frames = frames_for(audio.eval_clip_samples, fp)
     step_frames = max(1, round(audio.step_ms / fp.hop_ms))
     index: dict[str, Any] = {
         "window_frames": window_frames, "eval_frames": eval_frames, "step_frames": step_frames,
-        "n_features": fp.n_mels, "kind_codes": KIND_CODES, "splits": {}, "streams": {},
+        "n_features": feature_dim(fp), "kind_codes": KIND_CODES, "splits": {}, "streams": {},
     }
-    for split in ("train", "val", "test"):
+    splits = ["train", "val", "test"] + (["heldout"] if (split_dir / "heldout.jsonl").exists() else [])
+    for split in splits:
         items = read_manifest(split_dir / f"{split}.jsonl")
-        pools = load_pools(items, data_root, audio.sample_rate_hz)
+        pools = load_pools(items, roots, audio.sample_rate_hz)
         if not pools.positive:
             raise FeaturizeError(f"{split_dir / (split + '.jsonl')}: no readable positive clips in split '{split}'")
         (tmp_out / split).mkdir()
+        rows: Iterator[tuple[np.ndarray, int, tuple[int, int]]]
         if split == "train":
-            windows, kinds = build_train(pools, audio, aug, seed)
-            spans: list[tuple[int, int]] = [(-1, -1)] * len(windows)
+            n_own = len(pools.rir)
+            add_simulated_rirs(pools, audio, aug, seed)
+            index["rirs"] = {"own": n_own, "simulated": len(pools.rir) - n_own}
+            rows = ((w, k, (-1, -1)) for w, k in iter_train(pools, audio, aug, seed))
         else:
-            windows, kinds, spans = build_eval(pools, audio, aug, seed, split)
-        del pools
-        shards = []
-        for s in range(0, len(windows), SHARD_SIZE):
-            x = features_of(windows[s : s + SHARD_SIZE], fp, f"{split} features")
-            k = np.asarray(kinds[s : s + SHARD_SIZE], dtype=np.int8)
-            sp = np.asarray(spans[s : s + SHARD_SIZE], dtype=np.int64)
+            rows = iter_eval(pools, audio, aug, seed, split)
+        shards: list[str] = []
+        kinds: list[int] = []
+        while chunk := list(itertools.islice(rows, SHARD_SIZE)):
+            x = features_of([r[0] for r in chunk], fp, f"{split} features {len(shards) + 1}")
+            k = np.asarray([r[1] for r in chunk], dtype=np.int8)
+            sp = np.asarray([r[2] for r in chunk], dtype=np.int64).reshape(-1, 2)
+            kinds += k.tolist()
+            del chunk
             # sample span -> frame span: the phrase is inside frames [start_frame, end_frame]
             hop, win = fp.hop_samples, fp.win_samples
             start_f = np.where(sp[:, 0] >= 0, sp[:, 0] // hop, -1)
@@ -271,21 +351,64 @@ def featurize(
             _save_npz(tmp_out / split / name, x=x.astype(np.float32), y=(k == KIND_CODES["positive"]).astype(np.int8),
                       kind=k, phrase_start_frame=start_f.astype(np.int32), phrase_end_frame=end_f.astype(np.int32))
             shards.append(f"{split}/{name}")
+        del pools
         counts = {kind: int(sum(1 for c in kinds if c == code)) for kind, code in KIND_CODES.items()}
-        index["splits"][split] = {"shards": shards, "examples": len(windows), "per_kind": counts}
+        index["splits"][split] = {"shards": shards, "examples": len(kinds), "per_kind": counts}
+        parts, stream_hours, sources = [], 0.0, []
         for item in items:
             if item.kind == "stream":
-                feats, hours = stream_features(resolve(data_root, item), fp, audio.sample_rate_hz)
+                feats, hours = stream_features(resolve(item_root(roots, item), item), fp, audio.sample_rate_hz)
                 if feats.shape[0] < window_frames:
                     raise FeaturizeError(f"{item.path}: stream shorter than one model window")
-                (tmp_out / "streams").mkdir(exist_ok=True)
-                np.save(tmp_out / "streams" / f"{split}.npy", feats.astype(np.float32))
-                index["streams"][split] = {"path": f"streams/{split}.npy", "hours": hours, "frames": int(feats.shape[0])}
-        log.info("%s: %d examples %s", split, len(windows), counts)
-    for split in ("val", "test"):
+                parts.append(feats.astype(np.float32))
+                stream_hours += hours
+                sources.append(item.path)
+        if parts:
+            (tmp_out / "streams").mkdir(exist_ok=True)
+            feats = np.concatenate(parts)
+            np.save(tmp_out / "streams" / f"{split}.npy", feats)
+            index["streams"][split] = {"path": f"streams/{split}.npy", "hours": stream_hours,
+                                       "frames": int(feats.shape[0]), "recordings": sources}
+        log.info("%s: %d examples %s", split, len(kinds), counts)
+    for split in splits[1:]:
         if split not in index["streams"]:
             raise FeaturizeError(f"split '{split}' has no stream: false alarms per hour cannot be measured")
     (tmp_out / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp_out, out_dir)
     return index
+
+
+def augment_preview(
+    roots: Roots, split_dir: Path, out_dir: Path, audio: AudioParams, aug: AugmentParams, seed: int, n: int = 8,
+    kind: str = "positive",
+) -> list[dict[str, Any]]:
+    """A listening aid: ``n`` training windows of ``kind`` rendered exactly as featurize renders them (same
+    augmentation code and params), written as WAVs next to the dry utterance, plus ``preview.json`` saying
+    what was applied to each. Uses a sample of the train split (all of it is not needed to listen)."""
+    items = read_manifest(split_dir / "train.jsonl")
+    wanted = {kind: n, "negative": 60, "background": 30, "rir": 10_000}
+    pick: list[Item] = []
+    for k, limit in wanted.items():
+        of_kind = [i for i in items if i.kind == k]
+        order = np.random.default_rng([seed, 99, KIND_CODES.get(k, 9)]).permutation(len(of_kind))
+        pick += [of_kind[int(j)] for j in order[:limit]]
+    pools = load_pools(pick, roots, audio.sample_rate_hz)
+    chosen = getattr(pools, kind)
+    if not chosen:
+        raise FeaturizeError(f"{split_dir / 'train.jsonl'}: no readable {kind} clips in the train split")
+    if aug.rir_prob > 0:
+        pools.rir += A.simulate_rirs(aug.n_rirs, np.random.default_rng([seed, 77]), aug.rir_rt60_s, aug.rir_room_m,
+                                     audio.sample_rate_hz)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(n):
+        utt = chosen[k % len(chosen)]
+        trace: dict[str, Any] = {}
+        x = render_window(utt, audio.clip_samples, pools, aug, np.random.default_rng([seed, 98, k]), trace=trace)[0]
+        name = f"{kind}-{k:02d}"
+        sf.write(str(out_dir / f"{name}.wav"), x, audio.sample_rate_hz, subtype="PCM_16")
+        sf.write(str(out_dir / f"{name}-dry.wav"), np.clip(utt, -1, 1), audio.sample_rate_hz, subtype="PCM_16")
+        rows.append({"file": f"{name}.wav", "dry": f"{name}-dry.wav", **trace})
+    (out_dir / "preview.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows

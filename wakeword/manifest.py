@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-KINDS = ("positive", "negative", "hard_negative", "background", "stream")
+KINDS = ("positive", "negative", "hard_negative", "background", "rir", "stream")
 
 
 class ManifestError(ValueError):

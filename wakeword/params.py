@@ -78,10 +78,33 @@ class SynthParams(_Section):
     stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
     stream_val_h: float = Field(1.0, gt=0.0, le=100.0)
     stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
+    context_word_prob: float = Field(0.25, ge=0.0, le=1.0)
+    vtlp_prob: float = Field(0.5, ge=0.0, le=1.0)
+    vtlp_alpha: Range = (0.88, 1.14)
+    heldout_engines: list[Literal["pico"]] = Field(default_factory=lambda: ["pico"])
+    n_heldout_positive: int = Field(300, ge=0, le=100000)
+    n_heldout_negative: int = Field(300, ge=0, le=100000)
+    n_heldout_confusable: int = Field(300, ge=0, le=100000)
+    stream_heldout_h: float = Field(1.0, ge=0.0, le=100.0)
+    heldout_rate: Range = (80.0, 130.0)
+    heldout_pitch: Range = (75.0, 135.0)
 
     @model_validator(mode="after")
     def _ranges(self) -> SynthParams:
         _check_range("speed_wpm", self.speed_wpm)
+        for name in ("vtlp_alpha", "heldout_rate", "heldout_pitch"):
+            _check_range(name, getattr(self, name))
+        if not (0.7 <= self.vtlp_alpha[0] and self.vtlp_alpha[1] <= 1.4):
+            raise ValueError(f"vtlp_alpha must lie within [0.7, 1.4], got {list(self.vtlp_alpha)}")
+        if not (20 <= self.heldout_rate[0] and self.heldout_rate[1] <= 500):
+            raise ValueError(f"heldout_rate must lie within [20, 500] (percent), got {list(self.heldout_rate)}")
+        if not (50 <= self.heldout_pitch[0] and self.heldout_pitch[1] <= 200):
+            raise ValueError(f"heldout_pitch must lie within [50, 200] (percent), got {list(self.heldout_pitch)}")
+        if self.heldout_engines and (self.n_heldout_positive < 10 or self.stream_heldout_h <= 0):
+            raise ValueError(
+                "a held-out evaluation (heldout_engines set) needs n_heldout_positive >= 10 and stream_heldout_h > 0; "
+                "set heldout_engines: [] to switch it off"
+            )
         _check_range("pitch", self.pitch)
         _check_range("piper_length_scale", self.piper_length_scale)
         _check_range("piper_noise_scale", self.piper_noise_scale)
@@ -91,6 +114,23 @@ class SynthParams(_Section):
             raise ValueError(f"pitch must lie within [0, 99], got {list(self.pitch)}")
         if self.piper_length_scale[0] <= 0 or self.piper_noise_scale[0] < 0:
             raise ValueError("piper_length_scale must be > 0 and piper_noise_scale >= 0")
+        return self
+
+
+class DataParams(_Section):
+    source: Literal["demo", "own", "both"] = "demo"
+    min_clip_s: float = Field(0.2, ge=0.05, le=10.0)
+    max_clip_s: float = Field(4.0, ge=0.5, le=60.0)
+    silence_dbfs: float = Field(-60.0, ge=-120.0, le=-10.0)
+    clipped_fraction: float = Field(0.001, gt=0.0, le=1.0)
+    drop_flagged: bool = False
+    min_stream_s: float = Field(60.0, ge=1.0, le=36000.0)
+    max_file_h: float = Field(12.0, gt=0.0, le=1000.0)
+
+    @model_validator(mode="after")
+    def _order(self) -> DataParams:
+        if self.min_clip_s >= self.max_clip_s:
+            raise ValueError(f"min_clip_s ({self.min_clip_s}) must be below max_clip_s ({self.max_clip_s})")
         return self
 
 
@@ -109,8 +149,9 @@ class SplitParams(_Section):
 
 
 class FeatureParams(_Section):
-    type: Literal["log_mel"] = "log_mel"
+    type: Literal["log_mel", "mfcc", "micro"] = "log_mel"
     n_mels: int = Field(40, ge=8, le=128)
+    n_mfcc: int = Field(20, ge=4, le=128)
     n_fft: int = Field(512, ge=256, le=2048)
     win_ms: float = Field(25.0, ge=10.0, le=32.0)
     hop_ms: float = Field(10.0, ge=5.0, le=20.0)
@@ -124,6 +165,18 @@ class FeatureParams(_Section):
             raise ValueError(f"win_ms ({self.win_ms}) gives {self.win_samples} samples, more than n_fft ({self.n_fft})")
         if self.f_min_hz >= self.f_max_hz:
             raise ValueError(f"f_min_hz ({self.f_min_hz}) must be below f_max_hz ({self.f_max_hz})")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels}): MFCCs are a DCT of the log-mel")
+        if self.type == "micro":
+            # The TFLite-Micro front end (pymicro-features) fixes its window, step and channel count; the
+            # pipeline's framing (frame spans, window lengths, the runtime) reads them from these keys.
+            # n_fft, f_min_hz, f_max_hz, log_floor and n_mfcc are not used by it.
+            fixed = (("hop_ms", self.hop_ms, 10.0, "step"), ("win_ms", self.win_ms, 30.0, "window"),
+                     ("n_mels", self.n_mels, 40, "channel count"))
+            for key, value, want, what in fixed:
+                if value != want:
+                    raise ValueError(f"features.{key} must be {want} when features.type is micro (the TFLite-Micro "
+                                     f"front end's fixed {what}), got {value}")
         return self
 
     @property
@@ -136,6 +189,7 @@ class FeatureParams(_Section):
 
 
 class AugmentParams(_Section):
+    mode: Literal["precomputed", "on_the_fly"] = "precomputed"
     train_variants: int = Field(2, ge=1, le=20)
     negative_windows_per_clip: int = Field(2, ge=1, le=20)
     noise_prob: float = Field(0.6, ge=0.0, le=1.0)
@@ -146,11 +200,36 @@ class AugmentParams(_Section):
     background_windows: int = Field(600, ge=0, le=100000)
     eval_snr_db: Range = (5.0, 25.0)
     eval_noise_prob: float = Field(0.5, ge=0.0, le=1.0)
+    stretch_prob: float = Field(0.3, ge=0.0, le=1.0)
+    stretch_range: Range = (0.85, 1.15)
+    pitch_prob: float = Field(0.3, ge=0.0, le=1.0)
+    pitch_semitones: Range = (-2.0, 2.0)
+    rir_prob: float = Field(0.25, ge=0.0, le=1.0)
+    rir_wet: Range = (0.3, 0.7)
+    rir_rt60_s: Range = (0.15, 0.9)
+    rir_room_m: Range = (3.0, 10.0)
+    n_rirs: int = Field(64, ge=1, le=10000)
+    spec_prob: float = Field(0.5, ge=0.0, le=1.0)
+    spec_time_masks: int = Field(1, ge=0, le=10)
+    spec_time_mask_frames: int = Field(10, ge=1, le=100)
+    spec_freq_masks: int = Field(1, ge=0, le=10)
+    spec_freq_mask_bins: int = Field(5, ge=1, le=64)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentParams:
-        for name in ("snr_db", "level_dbfs", "noise_floor_dbfs", "eval_snr_db"):
+        for name in ("snr_db", "level_dbfs", "noise_floor_dbfs", "eval_snr_db", "stretch_range", "pitch_semitones",
+                     "rir_wet", "rir_rt60_s", "rir_room_m"):
             _check_range(name, getattr(self, name))
+        if not (0.5 <= self.stretch_range[0] and self.stretch_range[1] <= 2.0):
+            raise ValueError(f"stretch_range must lie within [0.5, 2.0], got {list(self.stretch_range)}")
+        if not (-12.0 <= self.pitch_semitones[0] and self.pitch_semitones[1] <= 12.0):
+            raise ValueError(f"pitch_semitones must lie within [-12, 12], got {list(self.pitch_semitones)}")
+        if not (0.0 <= self.rir_wet[0] and self.rir_wet[1] <= 1.0):
+            raise ValueError(f"rir_wet must lie within [0, 1], got {list(self.rir_wet)}")
+        if not (0.05 <= self.rir_rt60_s[0] and self.rir_rt60_s[1] <= 3.0):
+            raise ValueError(f"rir_rt60_s must lie within [0.05, 3.0] s, got {list(self.rir_rt60_s)}")
+        if not (2.0 <= self.rir_room_m[0] and self.rir_room_m[1] <= 30.0):
+            raise ValueError(f"rir_room_m must lie within [2, 30] m, got {list(self.rir_room_m)}")
         if self.level_dbfs[1] > 0 or self.noise_floor_dbfs[1] > 0:
             raise ValueError("level_dbfs and noise_floor_dbfs must be <= 0 dBFS")
         return self
@@ -225,6 +304,7 @@ class Params(_Section):
     seed: int = Field(1234, ge=0, le=2**31 - 1)
     audio: AudioParams = AudioParams()
     synth: SynthParams = SynthParams()
+    data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     features: FeatureParams = FeatureParams()
     augment: AugmentParams = AugmentParams()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 from wakeword.manifest import Item
 from wakeword.params import SplitParams
@@ -40,12 +41,19 @@ def assign_group(seed: int, group: str, params: SplitParams) -> str:
 
 
 def split_items(items: list[Item], params: SplitParams, seed: int) -> dict[str, list[Item]]:
+    """train/val/test by group hash, plus ``heldout`` when items carry ``role = "heldout"`` (the held-out
+    engines' clips and stream, never trained or calibrated on). Room impulse responses (kind ``rir``) are
+    augmentation material and always go to train."""
     out: dict[str, list[Item]] = {s: [] for s in SPLITS}
     for item in items:
-        if item.kind == "stream":
+        if item.role == "heldout":
+            out.setdefault("heldout", []).append(item)
+        elif item.kind == "stream":
             if item.role not in ("val", "test"):
                 raise SplitError(f"stream {item.path}: role must be 'val' or 'test', got {item.role!r}")
             out[item.role].append(item)
+        elif item.kind == "rir":
+            out["train"].append(item)
         else:
             out[assign_group(seed, item.group, params)].append(item)
     for name in SPLITS:
@@ -56,17 +64,33 @@ def split_items(items: list[Item], params: SplitParams, seed: int) -> dict[str, 
                 f"{kinds['negative'] + kinds['hard_negative']} negative clips: it needs both. "
                 "Add voices (synth.espeak_variants_per_accent) or change the split ratios/seed."
             )
-    for name in ("val", "test"):
-        if not any(i.kind == "stream" for i in out[name]):
+    for name in ("val", "test", "heldout"):
+        if name in out and not any(i.kind == "stream" for i in out[name]):
             raise SplitError(f"split '{name}' has no long negative stream: false alarms per hour need one")
+    if "heldout" in out and not any(i.kind == "positive" for i in out["heldout"]):
+        raise SplitError("the held-out split has no positive clips: recall cannot be measured on it")
     return out
+
+
+def merge_sources(sources: dict[str, list[Item]]) -> list[Item]:
+    """One list from several data roots, each item tagged with ``extra["root"]`` (the root's name) so
+    later stages resolve its path against the right root; ids must be unique across sources."""
+    merged: list[Item] = []
+    seen: dict[str, str] = {}
+    for name, items in sources.items():
+        for item in items:
+            if item.id in seen:
+                raise SplitError(f"item id {item.id!r} appears in both '{seen[item.id]}' and '{name}' data")
+            seen[item.id] = name
+            merged.append(replace(item, extra={**item.extra, "root": name}))
+    return merged
 
 
 def check_disjoint_groups(splits: dict[str, list[Item]]) -> None:
     seen: dict[str, str] = {}
     for name, items in splits.items():
         for item in items:
-            if item.kind == "stream":
+            if item.kind in ("stream", "rir"):
                 continue
             other = seen.setdefault(item.group, name)
             if other != name:

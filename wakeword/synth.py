@@ -36,6 +36,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from wakeword import augment as A
 from wakeword import noise as N
 from wakeword import text as T
 from wakeword import tts
@@ -46,9 +47,10 @@ LOG = logging.getLogger(__name__)
 SR = tts.TARGET_SR
 CLIP_KINDS: tuple[str, ...] = ("positive", "negative", "hard_negative", "background")
 KIND_CODES: dict[str, int] = {"positive": 1, "negative": 2, "hard_negative": 3, "background": 4, "stream": 5}
+HELDOUT_CODES: dict[str, int] = {"positive": 11, "negative": 12, "hard_negative": 13}
 _PLAN_CODE = 100  # rng sub-stream for plan-level choices (as opposed to per-item streams)
 _VOICE_CODE = 6
-ROLE_CODES: dict[str, int] = {"val": 1, "test": 2}
+ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3}
 
 CLIP_LEVEL_DBFS = -20.0
 PEAK_LIMIT = 0.89  # -1 dBFS
@@ -184,6 +186,17 @@ def _espeak_settings(params: SynthParams, rng: np.random.Generator, positive: bo
     }
 
 
+def _pico_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+    return {"rate": round(_uniform(rng, params.heldout_rate)), "pitch": round(_uniform(rng, params.heldout_pitch))}
+
+
+def _with_vtlp(settings: dict[str, Any], params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+    """With probability ``vtlp_prob`` add a formant warp factor: a new speaker-like voice from the same engine."""
+    if rng.random() < params.vtlp_prob:
+        settings["vtlp"] = round(_uniform(rng, params.vtlp_alpha), 4)
+    return settings
+
+
 def _piper_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
     return {
         "length_scale": round(_uniform(rng, params.piper_length_scale), 4),
@@ -220,6 +233,8 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
             r = _rng(seed, code, i)
             if kind == "positive":
                 text = positives[int(r.integers(len(positives)))]
+                if r.random() < params.context_word_prob:
+                    text = T.context_positive_text(params.phrase, r)
             elif kind == "negative":
                 text = T.negative_text(params.phrase, r)
             else:
@@ -235,7 +250,41 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                 j += 1
                 task.update(engine="espeak", voice=v.name, group=v.group,
                             settings=_espeak_settings(params, r, kind == "positive"))
+            _with_vtlp(task["settings"], params, r)
             tasks.append(task)
+    return tasks
+
+
+def plan_heldout(params: SynthParams, seed: int, confusables: list[str]) -> list[dict[str, Any]]:
+    """Clips from the held-out engines (never in train/val/test): the generalisation check.
+
+    The engines' own voices, varied in rate and pitch only (no formant warp: the point is to measure the
+    model on voices as an unseen engine makes them). Items carry ``role = "heldout"``.
+    """
+    if not params.heldout_engines:
+        return []
+    voices = [("pico", v) for v in tts.PICO_VOICES]
+    counts = {"positive": params.n_heldout_positive, "negative": params.n_heldout_negative,
+              "hard_negative": params.n_heldout_confusable}
+    positives = T.positive_texts(params.phrase)
+    tasks: list[dict[str, Any]] = []
+    for kind, n in counts.items():
+        code = HELDOUT_CODES[kind]
+        for i in range(n):
+            r = _rng(seed, code, i)
+            if kind == "positive":
+                text = positives[int(r.integers(len(positives)))]
+                if r.random() < params.context_word_prob:
+                    text = T.context_positive_text(params.phrase, r)
+            elif kind == "negative":
+                text = T.negative_text(params.phrase, r)
+            else:
+                text = confusables[int(r.integers(len(confusables)))]
+            engine, voice = voices[i % len(voices)]
+            cid = f"heldout-{kind}-{i:06d}"
+            tasks.append({"id": cid, "kind": kind, "text": text, "path": f"clips/heldout/{kind}/{cid}.wav",
+                          "engine": engine, "voice": voice, "group": f"{engine}:{voice}", "role": "heldout",
+                          "settings": _pico_settings(params, r)})
     return tasks
 
 
@@ -266,10 +315,14 @@ def plan_backgrounds(params: SynthParams, seed: int, negative_paths: list[str]) 
     return tasks
 
 
-def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[tts.EspeakVoice],
-                       confusables: list[str], work_dir: str) -> list[dict[str, Any]]:
-    """Cut a stream into fixed-length blocks (a short remainder joins the last block)."""
-    hours = params.stream_val_h if role == "val" else params.stream_test_h
+def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[tts.EspeakVoice] | list[str],
+                       confusables: list[str], work_dir: str, engine: str = "espeak") -> list[dict[str, Any]]:
+    """Cut a stream into fixed-length blocks (a short remainder joins the last block).
+
+    ``engine`` speaks every utterance of the stream (espeak for val/test, the held-out engine for the
+    held-out stream) with ``voices`` (espeak voices, or the engine's voice names).
+    """
+    hours = {"val": params.stream_val_h, "test": params.stream_test_h, "heldout": params.stream_heldout_h}[role]
     total = round(hours * 3600 * SR)
     block = int(STREAM_BLOCK_S * SR)
     cores = [block] * (total // block)
@@ -288,8 +341,10 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
         tasks.append({
             "role": role, "block": b, "start": start, "core": core,
             "tail": int(STREAM_FADE_S * SR) if b < len(cores) - 1 else 0, "head": int(STREAM_FADE_S * SR) if b else 0,
-            "voices": [v.name for v in voices], "confusables": confusables, "phrase": params.phrase,
+            "voices": [v if isinstance(v, str) else v.name for v in voices], "engine": engine,
+            "confusables": confusables, "phrase": params.phrase,
             "speed_wpm": list(params.speed_wpm), "pitch": list(params.pitch), "bed": bed, "seed": seed,
+            "heldout_rate": list(params.heldout_rate), "heldout_pitch": list(params.heldout_pitch),
             "out": str(Path(work_dir) / f"{role}-{b:05d}.npy"),
         })
         start += core
@@ -305,11 +360,15 @@ def _render_speech(engine: str, voice: str, text: str, settings: dict[str, Any])
     if engine == "piper":
         x = tts.get_piper().synthesize(text, settings["length_scale"], settings["noise_scale"],
                                        settings["noise_w_scale"], seed=settings["seed"])
+    elif engine == "pico":
+        x = tts.get_pico().synthesize(text, voice, settings["rate"], settings["pitch"])
     else:
         x = tts.get_espeak().synthesize(text, voice, settings["rate_wpm"], settings["pitch"],
                                         settings["pitch_range"], settings["word_gap"], seed=settings["seed"])
     if x.size < int(0.05 * SR) or float(np.max(np.abs(x))) < 1e-3:
         raise SynthError(f"{engine} voice {voice!r} produced silence for text {text!r}")
+    if "vtlp" in settings:
+        x = A.vtlp(x, float(settings["vtlp"]))
     return x
 
 
@@ -356,11 +415,19 @@ def _stream_nonspeech(kind: str, n: int, rng: np.random.Generator, voices: list[
         return N.mains_hum(n, rng, SR), "hum"
     utts = []
     for _ in range(int(rng.integers(4, 8))):
-        settings = {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
-                    "pitch": round(_uniform(rng, tuple(task["pitch"]))),
-                    "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": 0, "seed": _item_seed(rng)}
-        utts.append(_render_speech("espeak", str(rng.choice(voices)), T.negative_text(task["phrase"], rng), settings))
+        settings = _stream_speech_settings(task, rng)
+        utts.append(_render_speech(task["engine"], str(rng.choice(voices)), T.negative_text(task["phrase"], rng),
+                                   settings))
     return N.babble(utts, n, rng, SR), "babble"
+
+
+def _stream_speech_settings(task: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    if task["engine"] == "pico":
+        return {"rate": round(_uniform(rng, tuple(task["heldout_rate"]))),
+                "pitch": round(_uniform(rng, tuple(task["heldout_pitch"])))}
+    return {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
+            "pitch": round(_uniform(rng, tuple(task["pitch"]))),
+            "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": 0, "seed": _item_seed(rng)}
 
 
 def _joins_into_phrase(prev_text: str | None, text: str, phrase: str) -> bool:
@@ -420,16 +487,13 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
         else:
             raise SynthError(f"stream {role}: could not draw an utterance that avoids the phrase {phrase!r}")
         voice = str(rng.choice(voices))
-        settings = {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
-                    "pitch": round(_uniform(rng, tuple(task["pitch"]))),
-                    "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": 0, "seed": _item_seed(rng)}
-        speech = _render_speech("espeak", voice, text, settings)
+        speech = _render_speech(task["engine"], voice, text, _stream_speech_settings(task, rng))
         if t + speech.size > core:
             break
         speech = _level(speech, _uniform(rng, STREAM_SPEECH_DBFS))
         x[t:t + speech.size] += speech
         segments.append({"start_s": (task["start"] + t) / SR, "end_s": (task["start"] + t + speech.size) / SR,
-                         "type": "confusable" if confusable else "speech", "voice": f"espeak:{voice}",
+                         "type": "confusable" if confusable else "speech", "voice": f"{task['engine']}:{voice}",
                          "text": text})
         t += speech.size
         prev_text = text
@@ -504,7 +568,7 @@ class _Runner:
 
 
 def _write_stream(runner: _Runner, tasks: list[dict[str, Any]], role: str, root: Path,
-                  voices: list[tts.EspeakVoice]) -> dict[str, Any]:
+                  voice_groups: list[str]) -> dict[str, Any]:
     """Assemble a stream's blocks in order, cross-fading the overlaps, writing chunk by chunk."""
     wav_path = root / "streams" / f"{role}.wav"
     segments: list[dict[str, Any]] = []
@@ -529,21 +593,27 @@ def _write_stream(runner: _Runner, tasks: list[dict[str, Any]], role: str, root:
     for s in segments:
         s["start_s"], s["end_s"] = round(s["start_s"], 4), round(s["end_s"], 4)
     info = {"role": role, "sample_rate_hz": SR, "n_samples": n_written, "duration_s": round(n_written / SR, 4),
-            "voices": [v.group for v in voices], "bed": tasks[0]["bed"] if tasks else {},
+            "voices": voice_groups, "bed": tasks[0]["bed"] if tasks else {},
             "block_s": STREAM_BLOCK_S, "segments": segments}
     (root / "streams" / f"{role}.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return info
 
 
 def _manifest_entry(task: dict[str, Any], n_samples: int) -> dict[str, Any]:
-    return {"id": task["id"], "path": task["path"], "kind": task["kind"], "text": task["text"],
-            "engine": task["engine"], "voice": task["voice"], "group": task["group"],
-            "duration_s": round(n_samples / SR, 6), "sample_rate_hz": SR}
+    entry = {"id": task["id"], "path": task["path"], "kind": task["kind"], "text": task["text"],
+             "engine": task["engine"], "voice": task["voice"], "group": task["group"],
+             "duration_s": round(n_samples / SR, 6), "sample_rate_hz": SR}
+    if task.get("role"):
+        entry["role"] = task["role"]
+    if "vtlp" in task.get("settings", {}):
+        entry["vtlp"] = task["settings"]["vtlp"]
+    return entry
 
 
 def _report(entries: list[dict[str, Any]], streams: dict[str, dict[str, Any]], n_confusables: int,
             pools: dict[str, list[tts.EspeakVoice]], wall: float, workers: int) -> dict[str, Any]:
-    clips = [e for e in entries if e["kind"] != "stream"]
+    held = [e for e in entries if e["kind"] != "stream" and e.get("role") == "heldout"]
+    clips = [e for e in entries if e["kind"] != "stream" and e.get("role") != "heldout"]
     counts = Counter(e["kind"] for e in clips)
     secs: Counter[str] = Counter()
     for e in clips:
@@ -563,6 +633,13 @@ def _report(entries: list[dict[str, Any]], streams: dict[str, dict[str, Any]], n
         "stream_hours": {role: round(info["duration_s"] / 3600, 4) for role, info in streams.items()},
         "stream_segments": seg_counts,
         "confusable_phrases": n_confusables,
+        "formant_warped_clips": sum(1 for e in clips if "vtlp" in e),
+        "heldout": {
+            "clips_per_engine": dict(sorted(Counter(e["engine"] for e in held).items())),
+            "voices": len({e["group"] for e in held}),
+            "counts": {k: sum(1 for e in held if e["kind"] == k) for k in HELDOUT_CODES},
+            "hours": {k: round(sum(e["duration_s"] for e in held if e["kind"] == k) / 3600, 4) for k in HELDOUT_CODES},
+        },
         "workers": workers,
         "wall_time_s": round(wall, 2),
     }
@@ -589,7 +666,8 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
         shutil.rmtree(tmp)
     runner: _Runner | None = None
     try:
-        for sub in (*[f"clips/{k}" for k in CLIP_KINDS], "streams", "_work"):
+        for sub in (*[f"clips/{k}" for k in CLIP_KINDS], *[f"clips/heldout/{k}" for k in HELDOUT_CODES],
+                    "streams", "_work"):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
         pool = build_voice_pool(params, seed)
         pools = split_voice_pool(pool, params.stream_voice_fraction)
@@ -597,6 +675,7 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
                  len(pools["test"]))
         confusables = confusables_for(params.phrase, seed)
         clip_tasks = plan_clips(params, seed, pools["clips"], confusables)
+        heldout_tasks = plan_heldout(params, seed, confusables)
         runner = _Runner(n_workers)
         done: dict[str, int] = {}
         # longest items (sentences) first so the pool's tail is short; results are keyed by id
@@ -604,23 +683,29 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
         for res in runner.map(render_clip, [(t, str(tmp)) for t in by_cost], "speech clips"):
             done[res["id"]] = res["n_samples"]
         LOG.info("speech clips: %d in %.1f s", len(clip_tasks), time.perf_counter() - t0)
+        for res in runner.map(render_clip, [(t, str(tmp)) for t in heldout_tasks], "held-out engine clips"):
+            done[res["id"]] = res["n_samples"]
         negative_paths = [t["path"] for t in clip_tasks if t["kind"] == "negative"]
         bg_tasks = plan_backgrounds(params, seed, negative_paths)
         for res in runner.map(render_background, [(t, str(tmp)) for t in bg_tasks], "background clips"):
             done[res["id"]] = res["n_samples"]
         LOG.info("background clips: %d, at %.1f s", len(bg_tasks), time.perf_counter() - t0)
         streams = {}
-        for role in ("val", "test"):
-            blocks = plan_stream_blocks(params, seed, role, pools[role], confusables, str(tmp / "_work"))
-            streams[role] = _write_stream(runner, blocks, role, tmp, pools[role])
+        stream_voices: dict[str, tuple[str, list[Any], list[str]]] = {
+            role: ("espeak", pools[role], [v.group for v in pools[role]]) for role in ("val", "test")}
+        if heldout_tasks:
+            stream_voices["heldout"] = ("pico", list(tts.PICO_VOICES), [f"pico:{v}" for v in tts.PICO_VOICES])
+        for role, (engine, voices, groups) in stream_voices.items():
+            blocks = plan_stream_blocks(params, seed, role, voices, confusables, str(tmp / "_work"), engine)
+            streams[role] = _write_stream(runner, blocks, role, tmp, groups)
             LOG.info("stream %s: %.2f h, at %.1f s", role, streams[role]["duration_s"] / 3600,
                      time.perf_counter() - t0)
         runner.close()
         runner = None
-        entries = [_manifest_entry(t, done[t["id"]]) for t in clip_tasks + bg_tasks]
+        entries = [_manifest_entry(t, done[t["id"]]) for t in clip_tasks + heldout_tasks + bg_tasks]
         for role, info in streams.items():
             entries.append({"id": f"stream-{role}", "path": f"streams/{role}.wav", "kind": "stream", "text": "",
-                            "engine": "espeak", "voice": "mixed", "group": f"stream-{role}",
+                            "engine": stream_voices[role][0], "voice": "mixed", "group": f"stream-{role}",
                             "duration_s": info["duration_s"], "sample_rate_hz": SR, "role": role})
         entries.sort(key=lambda e: e["path"])
         with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as fh:

@@ -431,3 +431,21 @@ def positive_texts(phrase: str) -> list[str]:
     for v in variants:
         seen.setdefault(v, None)
     return list(seen)
+
+
+# Short words people say around a wake phrase ("ok hey jarvis please"). One or two short words only, so
+# the phrase still fits the model window when the utterance is centred in it.
+CONTEXT_BEFORE: tuple[str, ...] = ("ok", "okay", "oh", "so", "um", "well", "hi", "yes")
+CONTEXT_AFTER: tuple[str, ...] = ("please", "now", "thanks", "again", "stop", "hello", "lights on", "wake up")
+
+
+def context_positive_text(phrase: str, rng: np.random.Generator) -> str:
+    """The phrase with a short word before it, after it, or both: still a positive utterance."""
+    words = " ".join(tokens(phrase))
+    r = rng.random()
+    before = _pick(rng, CONTEXT_BEFORE) if r < 0.7 else ""
+    after = _pick(rng, CONTEXT_AFTER) if r >= 0.4 else ""
+    text = " ".join(w for w in (before, words, after) if w)
+    if not contains_phrase(text, phrase):  # pragma: no cover - the phrase is inserted verbatim
+        raise ValueError(f"context text {text!r} lost the phrase {phrase!r}")
+    return text[0].upper() + text[1:] + ("?" if rng.random() < 0.3 else "")

@@ -22,17 +22,26 @@ from torch import nn
 from tqdm import tqdm
 
 from wakeword import metrics
+from wakeword.augment import spec_augment
 from wakeword.calibration import threshold_grid
 from wakeword.cmvn import CMVN, EPS
 from wakeword.evaluation import labeled_windows, operating_curve, score_set
 from wakeword.featureset import FeatureSet
 from wakeword.models import build_model, count_macs, count_parameters
-from wakeword.params import AudioParams, CalibrateParams, DetectorParams, ModelParams, TrainParams
+from wakeword.params import (
+    AudioParams,
+    AugmentParams,
+    CalibrateParams,
+    DetectorParams,
+    ModelParams,
+    TrainParams,
+)
 from wakeword.scoring import LogitFn
 
 log = logging.getLogger(__name__)
 
 EpochLogger = Callable[[int, dict[str, float]], None]
+EpochWindows = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
 class CheckpointError(ValueError):
@@ -106,8 +115,16 @@ def train_model(
     train_set: FeatureSet, val_set: FeatureSet, val_stream: np.ndarray, val_hours: float, cmvn: CMVN,
     index: dict[str, Any], model_p: ModelParams, train_p: TrainParams, det_p: DetectorParams,
     cal_p: CalibrateParams, audio_p: AudioParams, seed: int, checkpoint: Path,
-    on_epoch: EpochLogger | None = None,
+    on_epoch: EpochLogger | None = None, aug_p: AugmentParams | None = None,
+    epoch_windows: EpochWindows | None = None,
 ) -> TrainResult:
+    """Train, validate every epoch on the validation clips and stream, keep the best epoch's checkpoint.
+
+    ``aug_p`` switches on SpecAugment (time and frequency masks at the CMVN mean, i.e. 0) on each training
+    batch, drawn from its own generator so the batch order does not depend on it. ``epoch_windows``
+    (on-the-fly augmentation) gives fresh training features and labels for every epoch after the first;
+    the number of steps per epoch stays that of ``train_set``.
+    """
     t0 = time.time()
     torch.set_num_threads(train_p.num_threads)
     seed_everything(seed)
@@ -126,6 +143,8 @@ def train_model(
     opt = torch.optim.AdamW(model.parameters(), lr=train_p.lr, weight_decay=train_p.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=train_p.label_smoothing)
     gen = torch.Generator().manual_seed(seed)
+    spec_gen = torch.Generator().manual_seed(seed + 1)
+    use_spec = aug_p is not None and aug_p.spec_prob > 0 and (aug_p.spec_time_masks + aug_p.spec_freq_masks) > 0
     thresholds = threshold_grid(max(cal_p.threshold_step, 0.02))
     logit_fn = torch_logit_fn(model, cmvn)
 
@@ -134,15 +153,26 @@ def train_model(
     history: list[dict[str, float]] = []
     step_i = 0
     for epoch in range(train_p.epochs):
+        if epoch_windows is not None and epoch > 0:
+            xe, ye = epoch_windows(epoch)
+            x, y = torch.from_numpy(cmvn.apply(xe)), torch.from_numpy(ye.astype(np.int64))
+            n = x.shape[0]
         model.train()
         perm = torch.randperm(n, generator=gen)
         total_loss = correct = seen = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{train_p.epochs}", unit="batch", leave=False)
         for b in bar:
             idx = perm[b * train_p.batch_size : (b + 1) * train_p.batch_size]
+            if idx.numel() == 0:
+                break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step_i, total, warmup, train_p.lr, train_p.min_lr)
-            logits = model(x[idx])
+            xb = x[idx]
+            if use_spec:
+                assert aug_p is not None
+                xb = spec_augment(xb, spec_gen, aug_p.spec_prob, aug_p.spec_time_masks, aug_p.spec_time_mask_frames,
+                                  aug_p.spec_freq_masks, aug_p.spec_freq_mask_bins)
+            logits = model(xb)
             loss = loss_fn(logits, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -463,6 +463,61 @@ class PiperEngine:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# SVOX Pico (held-out engine)
+# ----------------------------------------------------------------------------------------------------------
+
+PICO_SR = 16000
+PICO_VOICES = ("en-US", "en-GB")
+
+
+class PicoEngine:
+    """SVOX Pico through the ``ttspico`` package (its C sources and English voice data build into the wheel).
+
+    A different synthesis method (HMM-based) with its own two voices, used as an engine the model never
+    trains on: the held-out evaluation. Pico keeps prosody state between utterances inside one engine
+    object (the second call on an engine differs from the first), so, as for espeak, every utterance gets
+    a freshly created engine (~5 ms) and the output depends only on the arguments.
+    """
+
+    def __init__(self) -> None:
+        try:
+            import ttspico
+        except ImportError as exc:  # pragma: no cover - dependency of the package
+            raise TTSEngineError(f"the Pico engine needs the 'ttspico' package ({exc}); reinstall the project") from None
+        self._module = ttspico
+        self.sample_rate = PICO_SR
+        x = self.synthesize_native("test", PICO_VOICES[0])
+        if x.size == 0:
+            raise TTSEngineError("the Pico engine produced no audio for a test phrase")
+
+    def synthesize_native(self, text: str, voice: str = "en-US", rate: float = 100.0, pitch: float = 100.0) -> np.ndarray:
+        """Render ``text`` at Pico's native 16 kHz; ``rate`` and ``pitch`` in percent of normal."""
+        if voice not in PICO_VOICES:
+            raise TTSEngineError(f"Pico voice {voice!r} is not one of {', '.join(PICO_VOICES)}")
+        try:
+            engine = self._module.TtsEngine(voice)
+            engine.rate = round(rate)
+            engine.pitch = round(pitch)
+        except (RuntimeError, ValueError) as exc:
+            raise TTSEngineError(f"Pico voice {voice!r} (rate {rate}, pitch {pitch}): {exc}") from None
+        chunks: list[bytes] = []
+
+        def on_audio(fmt: Any, audio: bytes, fin: bool) -> bool:
+            if fmt[0] != PICO_SR or fmt[1] != 16 or fmt[2] != 1:
+                raise TTSEngineError(f"Pico returned audio as {fmt}, expected (16000 Hz, 16 bit, 1 channel)")
+            chunks.append(audio)
+            return True
+
+        engine.speak(text, on_audio)
+        return np.frombuffer(b"".join(chunks), dtype=np.int16).astype(np.float32) / 32768.0
+
+    def synthesize(self, text: str, voice: str = "en-US", rate: float = 100.0, pitch: float = 100.0,
+                   trim: bool = True) -> np.ndarray:
+        """Render ``text`` as float32 mono at 16 kHz, leading/trailing silence trimmed to ~50 ms."""
+        return _finish(self.synthesize_native(text, voice, rate, pitch), self.sample_rate, trim)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Lazy per-process singletons
 # ----------------------------------------------------------------------------------------------------------
 
@@ -476,6 +531,14 @@ def get_espeak() -> EspeakEngine:
         if "espeak" not in _ENGINES:
             _ENGINES["espeak"] = EspeakEngine()
         return _ENGINES["espeak"]  # type: ignore[no-any-return]
+
+
+def get_pico() -> PicoEngine:
+    """The process-wide Pico engine wrapper, created on first use."""
+    with _ENGINES_LOCK:
+        if "pico" not in _ENGINES:
+            _ENGINES["pico"] = PicoEngine()
+        return _ENGINES["pico"]  # type: ignore[no-any-return]
 
 
 def get_piper() -> PiperEngine:
