@@ -518,3 +518,27 @@ def test_speech_segments_unit() -> None:
     assert 3.7 * 16000 <= segs[1][0] <= 4.0 * 16000
     assert I.speech_segments(I._frame_energy(_noise(48000, -40, 1)), 48000, max_len=32000, min_len=3200,
                              silence_dbfs=-60.0) == []
+
+
+def test_stage_exits_zero_and_accounts_for_every_file(tmp_path: Path) -> None:
+    """The ingest stage itself (as dvc runs it) on the broken directory: exit code 0, every entry in the
+    report or the manifest, the report written as metrics JSON."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    raw, out, report = tmp_path / "raw", tmp_path / "own", tmp_path / "metrics" / "data_report.json"
+    _build_raw(raw, tmp_path / "elsewhere")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": SEED, "data": DATA.model_dump()}))
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "stages.ingest", str(raw), str(out), str(report), "--params",
+                           str(tmp_path / "params.yaml")], cwd=root, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["files_seen"] == data["accepted"] + data["rejected"] + data["ignored"] == len(EXPECTED)
+    listed = {r["path"] for r in data["rejected_files"] + data["ignored_files"]}
+    sources = {i.extra["source"] for i in read_manifest(out / "manifest.jsonl")}
+    assert listed | sources == set(EXPECTED) and not listed & sources
+    assert data["accepted"] == sum(1 for status, _ in EXPECTED.values() if status == "accepted")
