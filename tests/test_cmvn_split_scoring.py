@@ -127,3 +127,38 @@ def test_probabilities_and_window_labels() -> None:
     # windows start at 0,10,...,70 and cover [s, s+29]
     assert lab[0].tolist() == [-1, -1, 1, -1, -1, 0, 0, 0]
     assert lab[1].tolist() == [0] * 8
+
+
+def test_split_stage_data_source(tmp_path: Path) -> None:
+    """data.source picks demo, own or both; the demo set's held-out engine clips are used with every source."""
+    import yaml
+    from click.testing import CliRunner
+
+    from stages.split import main as split_main
+
+    held = [Item(f"h{i}", f"clips/heldout/positive/{i}.wav", "positive", "pico:en-US", 1.0, role="heldout")
+            for i in range(3)] + [Item("hs", "streams/heldout.wav", "stream", "stream-heldout", 60.0, role="heldout")]
+    demo = _items(40) + held
+    own = [Item(f"own-{i.id}", i.path, i.kind, f"own:{i.group}", i.duration_s, role=i.role) for i in _items(40)]
+    write_manifest(tmp_path / "synth" / "manifest.jsonl", demo)
+    write_manifest(tmp_path / "own" / "manifest.jsonl", own)
+    ids = {}
+    for source in ("demo", "own", "both"):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"source": source}}))
+        out = tmp_path / f"split-{source}"
+        args = [str(tmp_path / "synth"), str(tmp_path / "own"), str(out), str(tmp_path / f"{source}.json"),
+                "--params", str(tmp_path / "params.yaml")]
+        result = CliRunner().invoke(split_main, args)
+        assert result.exit_code == 0, result.output
+        ids[source] = {s: {i.id for i in read_manifest(out / f"{s}.jsonl")} for s in ("train", "val", "test")}
+        assert {i.id for i in read_manifest(out / "heldout.jsonl")} == {i.id for i in held}
+    everything = {s: set().union(*ids[s].values()) for s in ids}
+    assert all(not i.startswith("own-") for i in everything["demo"])
+    assert all(i.startswith("own-") for i in everything["own"])
+    assert everything["both"] == everything["demo"] | everything["own"]
+    # an own source with nothing ingested is a clear error
+    write_manifest(tmp_path / "own" / "manifest.jsonl", [])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "own"}}))
+    result = CliRunner().invoke(split_main, [str(tmp_path / "synth"), str(tmp_path / "own"), str(tmp_path / "x"),
+                                             str(tmp_path / "x.json"), "--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code != 0 and "holds no usable own audio" in result.output

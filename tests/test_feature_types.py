@@ -289,3 +289,20 @@ def test_deployed_mfcc_model_dir_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "deploy" / "wakeword.json").write_text(json.dumps(other))
     with pytest.raises(ModelDirError, match="40 micro features"):
         DeployedModel.load(tmp_path / "deploy")
+
+
+def test_micro_front_end_is_settled_on_a_lead_in() -> None:
+    """A fresh front end's noise reduction needs ~0.75 s to settle; a recording's features come from a front
+    end first run over its own first second time-reversed, frames of the lead-in dropped."""
+    from wakeword.features import MicroStream, micro_features, micro_stream
+
+    x = (np.random.default_rng(0).standard_normal(24000) * 0.01).astype(np.float32)  # steady noise
+    cold, warm = micro_features(x, warmup=False), micro_features(x)
+    assert cold.shape == warm.shape == (148, 40)
+    assert cold[:10].mean() - cold[-10:].mean() > 5.0  # unsettled start
+    assert abs(warm[:10].mean() - warm[-10:].mean()) < 1.0  # settled from the first frame
+    reference = MicroStream(warmup=False).push(np.concatenate([x[:16000][::-1], x]))[100:]
+    np.testing.assert_array_equal(warm, reference)
+    for size in (100, 7777, 30000):  # held-back rows are released once a second has arrived, or at the end
+        np.testing.assert_array_equal(micro_stream([x[i : i + size] for i in range(0, x.size, size)]), warm)
+    assert micro_features(x[:5000]).shape == (29, 40)  # shorter than the lead-in: all of it, reversed

@@ -20,7 +20,9 @@ micro
     Noise reduction and PCAN keep per-channel state, so features depend on everything since the front end
     started: a recording (a training window, an evaluation clip, a file given to the runtime) starts from a
     fresh front end at its first sample, and a long stream runs one front end continuously, as a device does;
-    how the stream is cut into blocks does not change the result. Unlike log_mel, a slice of audio does *not*
+    how the stream is cut into blocks does not change the result. A recording's front end is first settled on
+    a lead-in (its own first second, time-reversed; see :func:`micro_features`), because on a device the
+    front end has run long before the phrase comes. Unlike log_mel, a slice of audio does *not*
     give the same rows as the whole recording (the state at the slice's start differs). ``n_mels``,
     ``win_ms`` and ``hop_ms`` must equal 40, 30 and 10 (checked in :class:`FeatureParams`); ``n_fft``,
     ``f_min_hz``, ``f_max_hz``, ``log_floor`` and ``n_mfcc`` are not used.
@@ -53,6 +55,7 @@ MICRO_HOP_MS = 10.0
 MICRO_WIN_SAMPLES = 480
 MICRO_HOP_SAMPLES = 160
 MICRO_SCALE = 0.0390625  # uint16 front-end output -> float, applied by pymicro-features (1/25.6)
+MICRO_WARMUP_SAMPLES = 16000  # lead-in that settles the front end's noise estimate before a recording
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -212,16 +215,46 @@ class MicroStream:
 
     :meth:`push` returns the ``(frames, 40)`` float32 rows completed by the block; samples short of the next
     10 ms step are kept for the next push, so the concatenated output does not depend on how the audio was cut.
+    With ``warmup`` (the default) the front end is first settled on a lead-in: the recording's first second
+    (or all of it, if shorter), time-reversed, whose frames are dropped. The front end's noise reduction starts
+    from zero and needs ~0.75 s to settle (channel means on steady noise fall from ~24 to ~2 over the first ~75
+    frames); on a device it has run long before the phrase comes. Until a second of audio has arrived the rows
+    are held back; :meth:`finish` releases them for recordings shorter than that.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, warmup: bool = True) -> None:
         from pymicro_features import MicroFrontend
 
         self._frontend = MicroFrontend()
         self._carry = np.zeros(0, dtype=np.int16)
+        self._pending: list[np.ndarray] | None = [] if warmup else None
 
     def push(self, block: np.ndarray) -> np.ndarray:
         samples = micro_int16(np.asarray(block).reshape(-1))
+        if self._pending is not None:
+            self._pending.append(samples)
+            if sum(p.shape[0] for p in self._pending) < MICRO_WARMUP_SAMPLES:
+                return np.zeros((0, MICRO_CHANNELS), dtype=np.float32)
+            return self._release()
+        return self._run(samples)
+
+    def finish(self) -> np.ndarray:
+        """Rows still held back (a recording shorter than the warm-up lead-in); the last partial step is dropped."""
+        if self._pending is not None:
+            return self._release()
+        return np.zeros((0, MICRO_CHANNELS), dtype=np.float32)
+
+    def _release(self) -> np.ndarray:
+        assert self._pending is not None
+        audio = np.concatenate(self._pending) if self._pending else np.zeros(0, dtype=np.int16)
+        self._pending = None
+        lead = min(MICRO_WARMUP_SAMPLES, audio.shape[0] // MICRO_HOP_SAMPLES * MICRO_HOP_SAMPLES)
+        # lead-in + audio as one signal, then drop the rows of every window that starts in the lead-in: row
+        # lead/160 + i covers samples [i*160, i*160 + 480) of the audio, as without a lead-in
+        rows = self._run(np.concatenate([audio[:lead][::-1], audio]))
+        return rows[lead // MICRO_HOP_SAMPLES :]
+
+    def _run(self, samples: np.ndarray) -> np.ndarray:
         if self._carry.size:
             samples = np.concatenate([self._carry, samples])
         n_chunks = samples.shape[0] // MICRO_HOP_SAMPLES
@@ -240,18 +273,19 @@ class MicroStream:
         return np.asarray(rows, dtype=np.float32)
 
 
-def micro_features(audio: np.ndarray) -> np.ndarray:
-    """``(frames, 40)`` float32 TFLite-Micro features of one recording, from a fresh front end."""
+def micro_features(audio: np.ndarray, warmup: bool = True) -> np.ndarray:
+    """``(frames, 40)`` float32 TFLite-Micro features of one recording, from a fresh front end settled on a
+    lead-in (:class:`MicroStream`)."""
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise ValueError(f"micro features expect mono audio (1-D), got shape {audio.shape}")
-    return MicroStream().push(audio)
+    return micro_stream([audio], warmup)
 
 
-def micro_stream(blocks: Iterable[np.ndarray]) -> np.ndarray:
+def micro_stream(blocks: Iterable[np.ndarray], warmup: bool = True) -> np.ndarray:
     """Features of a long recording given in blocks, one front end running throughout."""
-    stream = MicroStream()
-    out = [stream.push(b) for b in blocks]
+    stream = MicroStream(warmup)
+    out = [stream.push(b) for b in blocks] + [stream.finish()]
     out = [o for o in out if o.shape[0]]
     return np.concatenate(out) if out else np.zeros((0, MICRO_CHANNELS), dtype=np.float32)
 

@@ -335,6 +335,7 @@ def featurize(
             rows = ((w, k, (-1, -1)) for w, k in iter_train(pools, audio, aug, seed))
         else:
             rows = iter_eval(pools, audio, aug, seed, split)
+        rows = iter(tqdm(rows, desc=f"{split} windows", unit="win", leave=False))
         shards: list[str] = []
         kinds: list[int] = []
         while chunk := list(itertools.islice(rows, SHARD_SIZE)):
