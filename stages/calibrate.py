@@ -9,7 +9,7 @@ import click
 
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.cmvn import load_cmvn
-from wakeword.evaluation import calibrate_scored, score_set
+from wakeword.evaluation import calibrate_scored, reliability_plot_rows, score_set
 from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.train import load_checkpoint, torch_logit_fn
 
@@ -21,9 +21,11 @@ log = logging.getLogger("calibrate")
 @click.argument("cmvn_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("reliability_out", type=click.Path(dir_okay=False, path_type=Path))
 @params_option
 @stage
-def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out: Path, params_path: Path) -> None:
+def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out: Path, reliability_out: Path,
+         params_path: Path) -> None:
     p = load(params_path)
     model, _ = load_checkpoint(checkpoint)
     index = read_index(features_dir)
@@ -40,6 +42,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out: Path, param
         log.warning("no threshold reaches %.3g FA/h on the validation stream; using the quietest (%.2f, %.3g FA/h)",
                     p.calibrate.target_fah, result["threshold"], result["val_fah"])
     write_json(out, round_floats(result))
+    write_json(reliability_out, reliability_plot_rows(scored, val.x.shape[1], window, step, result["temperature"]))
 
 
 if __name__ == "__main__":

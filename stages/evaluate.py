@@ -11,7 +11,7 @@ import click
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.calibration import threshold_grid
 from wakeword.cmvn import load_cmvn
-from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration
+from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration, plot_files
 from wakeword.train import load_checkpoint, torch_logit_fn
 
 
@@ -21,29 +21,30 @@ from wakeword.train import load_checkpoint, torch_logit_fn
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("curve_out", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("heldout_curve_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plots_dir", type=click.Path(file_okay=False, path_type=Path))
 @params_option
 @stage
-def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, out: Path, curve_out: Path,
-         heldout_curve_out: Path, params_path: Path) -> None:
+def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, out: Path, plots_dir: Path,
+         params_path: Path) -> None:
+    """Writes ``out`` and, in ``plots_dir`` (a directory of DVC plots), ``float[_heldout]_{curve,roc,det,hist}.json``."""
     p = load(params_path)
     model, _ = load_checkpoint(checkpoint)
     logit_fn = torch_logit_fn(model, load_cmvn(cmvn_path))
     cal = load_calibration(calibration)
-    curves: dict[str, list[dict[str, float]]] = {"heldout": []}
     result: dict[str, Any] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
     for split in evaluation_splits(features_dir):
-        metrics, curves[split] = evaluate_split(logit_fn, features_dir, split, cal, p.detector, p.audio.step_ms,
-                                                threshold_grid(p.calibrate.threshold_step),
-                                                p.calibrate.max_stream_on_fraction)
+        metrics, curve, other = evaluate_split(logit_fn, features_dir, split, cal, p.detector, p.audio.step_ms,
+                                               threshold_grid(p.calibrate.threshold_step),
+                                               p.calibrate.max_stream_on_fraction, p.calibrate.tta_shifts)
         if split == "test":
             result.update(metrics)
         else:
             result[split] = metrics
+        rows.update(plot_files("float", split, curve, other))
     write_json(out, round_floats(result))
-    write_json(curve_out, round_floats(curves["test"]))
-    write_json(heldout_curve_out, round_floats(curves["heldout"]))
+    for name, data in rows.items():
+        write_json(plots_dir / name, round_floats(data))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ from wakeword.deploy import (
     build_manifest,
     check_recall_drop,
     decision_agreement,
+    esphome_manifest,
     folded_model,
     model_compute,
     sample_windows,
     write_model_dir,
 )
-from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration
+from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration, plot_files
 from wakeword.featureset import load_split, read_index
 from wakeword.train import load_checkpoint, torch_logit_fn
 
@@ -40,14 +41,19 @@ log = logging.getLogger("tflite")
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("metrics_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("size_out", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("curve_out", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("heldout_curve_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plots_dir", type=click.Path(file_okay=False, path_type=Path))
 @params_option
 @stage
 def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, float_metrics: Path, model_dir: Path,
-         metrics_out: Path, size_out: Path, curve_out: Path, heldout_curve_out: Path, params_path: Path) -> None:
+         metrics_out: Path, size_out: Path, plots_dir: Path, params_path: Path) -> None:
     from wakeword.export import convert_tflite_float, convert_tflite_int8
-    from wakeword.size import detector_buffer_bytes, measure_arena_bytes, size_report
+    from wakeword.size import (
+        detector_buffer_bytes,
+        enforce_platform_limits,
+        measure_arena_bytes,
+        platform_fit,
+        size_report,
+    )
     from wakeword.tflite_runtime import TFLiteScorer
 
     p = load(params_path)
@@ -73,15 +79,17 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
                 f"export.min_decision_agreement = {p.export.min_decision_agreement}"
             )
         grid = threshold_grid(p.calibrate.threshold_step)
-        curves: dict[str, list[dict[str, float]]] = {"heldout": []}
+        rows: dict[str, list[dict[str, Any]]] = {}
         result: dict[str, Any] = {}
         for split in evaluation_splits(features_dir):
-            metrics, curves[split] = evaluate_split(scorer.logits, features_dir, split, cal, p.detector,
-                                                    p.audio.step_ms, grid, p.calibrate.max_stream_on_fraction)
+            metrics, curve, other = evaluate_split(scorer.logits, features_dir, split, cal, p.detector,
+                                                   p.audio.step_ms, grid, p.calibrate.max_stream_on_fraction,
+                                                   p.calibrate.tta_shifts)
             if split == "test":
                 result.update(metrics)
             else:
                 result[split] = metrics
+            rows.update(plot_files("int8", split, curve, other))
         result["fidelity_vs_float"] = fidelity
         result["fidelity_vs_float"]["recall_drop"] = check_recall_drop(
             json.loads(float_metrics.read_text()), result, p.export.max_recall_drop)
@@ -92,12 +100,15 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
         float_size = size_report(float_path, measure_arena_bytes(float_path, max_arena * 4), buffers)
         size["float"] = {k: float_size[k] for k in ("flash_kb", "arena_kb", "ram_kb")}
         size.update(model_compute(model, window, p.audio.step_ms))
+        size["platforms"] = platform_fit(size["flash_bytes"], size["ram_bytes"], p.deploy.platforms)
+        enforce_platform_limits(size["flash_bytes"], size["ram_bytes"], p.deploy.platforms, p.deploy.fail_on_exceed)
         manifest = build_manifest(p.synth.phrase, p.features, window, step, p.audio.step_ms, cal, arena, cmvn)
-        write_model_dir(model_dir, int8_path, manifest)
+        esphome = esphome_manifest(manifest, p.deploy.author, p.deploy.website, p.deploy.trained_languages)
+        write_model_dir(model_dir, int8_path, manifest, esphome)
     write_json(metrics_out, round_floats(result))
-    write_json(curve_out, round_floats(curves["test"]))
-    write_json(heldout_curve_out, round_floats(curves["heldout"]))
-    write_json(size_out, round_floats(size, 3))
+    for name, data in rows.items():
+        write_json(plots_dir / name, round_floats(data))
+    write_json(size_out, round_floats(size, 4))  # 4: the platforms' device shares are fractions
 
 
 if __name__ == "__main__":

@@ -88,3 +88,92 @@ def test_augment_preview_writes_windows_and_what_was_applied(tmp_path: Path) -> 
     bad = CliRunner().invoke(main, ["augment-preview", str(out), "--params", str(tmp_path / "params.yaml"),
                                     "--split-dir", str(split), "--synth-dir", str(tmp_path), "--kind", "hard_negative"])
     assert bad.exit_code == 1 and "no readable hard_negative clips" in bad.output
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_estimate_is_labelled_and_matches_the_model() -> None:
+    from wakeword.features import feature_dim, frames_for
+    from wakeword.models import build_model, count_macs, count_parameters
+    from wakeword.params import Params
+
+    p = Params()
+    model = build_model(p.model, feature_dim(p.features))
+    window = frames_for(p.audio.clip_samples, p.features)
+    n_params, macs = count_parameters(model), count_macs(model, window)
+
+    text = CliRunner().invoke(main, ["estimate", "--params", str(ROOT / "params.yaml")])
+    assert text.exit_code == 0, text.output
+    assert text.output.startswith("ESTIMATE (before training)")
+    assert f"{n_params:,}" in text.output and f"{macs:,}" in text.output and f"{macs * 10:,}" in text.output
+    assert "unknown before conversion" in text.output
+    for name in ("ESP32-S3", "Raspberry Pi Pico", "Arduino Nano 33 BLE"):
+        assert name in text.output
+
+    res = CliRunner().invoke(main, ["estimate", "--params", str(ROOT / "params.yaml"), "--json"])
+    assert res.exit_code == 0, res.output
+    est = json.loads(res.output)
+    assert est["label"] == "ESTIMATE (before training)"
+    assert est["parameters"] == n_params and est["macs_per_window"] == macs
+    assert est["windows_per_second"] == 1000 / p.audio.step_ms and est["macs_per_second"] == macs * 10
+    assert est["flash_formula_bytes"] == round(n_params * 1.1)
+    assert est["features"]["window_frames"] == window
+    assert est["detector_buffers"] == {"audio_ring_bytes": 1024, "feature_window_bytes": window * 40,
+                                       "total_bytes": 1024 + window * 40}
+    assert est["ram_estimate_bytes"] == est["arena_fit_bytes"] + est["detector_buffers"]["total_bytes"]
+    assert set(est["platforms"]) == set(p.deploy.platforms)
+    assert all(row["fits"] for row in est["platforms"].values())
+
+
+def test_estimate_reports_a_platform_the_model_misses(tmp_path: Path) -> None:
+    import yaml
+
+    params = {"model": {"channels": 96},
+              "deploy": {"platforms": {"tiny_mcu": {"name": "Tiny MCU", "flash_kb": 256, "ram_kb": 64,
+                                                    "max_flash_kb": 32, "max_ram_kb": 0}}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["estimate", "--params", str(tmp_path / "params.yaml"), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output)["platforms"]["tiny_mcu"]
+    assert row["fits"] is False and row["flash_kb"] > 32 and row["max_ram_kb"] == 0
+    text = CliRunner().invoke(main, ["estimate", "--params", str(tmp_path / "params.yaml")])
+    assert "Tiny MCU" in text.output and text.output.rstrip().splitlines()[-3].endswith("NO")
+
+
+def test_estimate_refuses_bad_params(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("model:\n  channels: 2\n")
+    res = CliRunner().invoke(main, ["estimate", "--params", str(tmp_path / "bad.yaml")])
+    assert res.exit_code == 1
+    assert "model.channels = 2" in res.output and "greater than or equal to 4" in res.output
+    assert "ESTIMATE" not in res.output
+    missing = CliRunner().invoke(main, ["estimate", "--params", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 1 and "cannot read params file" in missing.output
+
+
+def test_cli_imports_without_torch() -> None:
+    import subprocess
+    import sys
+
+    blocker = (
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n"
+        "from wakeword.cli import main\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", blocker, "--help"], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "estimate" in res.stdout and "detect" in res.stdout
+
+
+def test_plots_template_has_no_external_scripts(tmp_path: Path) -> None:
+    out = tmp_path / "t" / "offline.html"
+    result = CliRunner().invoke(main, ["plots-template", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "{plot_divs}" in html and "<script src=" not in html and "cdn." not in html and len(html) > 100_000

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 
 from wakeword.audio import rms_dbfs
-from wakeword.features import log_mel
+from wakeword.features import frames_for, log_mel
 from wakeword.featureset import KIND_CODES
-from wakeword.featurize import Pools, _rng, build_eval, build_train, features_of, render_window
+from wakeword.featurize import (
+    FeaturizeError,
+    Pools,
+    _rng,
+    build_eval,
+    build_train,
+    features_of,
+    featurize,
+    render_window,
+    stream_segments,
+)
 from wakeword.params import AudioParams, AugmentParams, FeatureParams
 
 
@@ -99,3 +113,96 @@ def test_batched_torch_features_match_numpy(pools: Pools) -> None:
     got = features_of(wins, fp, "test", batch=4)
     want = np.stack([log_mel(w, fp) for w in wins])
     np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+# ------------------------------------------------------------------------------ stream segment table
+
+
+def _wav(path: Path, seconds: float, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.random.default_rng(seed).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.05
+    sf.write(str(path), x, 16000, subtype="PCM_16")
+    return path
+
+
+def _row(path: str, kind: str, root: str, seconds: float) -> str:
+    return json.dumps({"id": path, "path": path, "kind": kind, "group": path, "duration_s": seconds, "root": root})
+
+
+def test_stream_segments_from_the_json_beside_the_wav(tmp_path: Path) -> None:
+    wav = _wav(tmp_path / "streams" / "test.wav", 20.0)
+    segs = [{"start_s": 12.0, "end_s": 20.004, "type": "music", "text": ""},  # rounding past the end: clipped
+            {"start_s": 2.0, "end_s": 4.5, "type": "speech", "voice": "x", "text": "hello"},
+            {"start_s": 4.4995, "end_s": 6.0, "type": "hum"}]  # 0.5 ms overlap: rounding, start moved to 4.5
+    wav.with_suffix(".json").write_text(json.dumps({"n_samples": 320000, "segments": segs}))
+    got, source = stream_segments(wav, 20.0, 16000)
+    assert source == "test.json"
+    assert got == [{"start_s": 2.0, "end_s": 4.5, "type": "speech"}, {"start_s": 4.5, "end_s": 6.0, "type": "hum"},
+                   {"start_s": 12.0, "end_s": 20.0, "type": "music"}]
+    own = _wav(tmp_path / "own" / "streams" / "kitchen.wav", 3.0)
+    assert stream_segments(own, 3.0, 16000) == ([{"start_s": 0.0, "end_s": 3.0, "type": "unknown"}], None)
+
+
+@pytest.mark.parametrize(("meta", "match"), [
+    ({"segments": [{"start_s": 1.0, "end_s": 2.0, "type": "tv"}]}, "type 'tv'"),
+    ({"segments": [{"start_s": 1.0, "end_s": 3.0, "type": "speech"}, {"start_s": 2.0, "end_s": 4.0,
+                                                                       "type": "music"}]}, "overlap"),
+    ({"segments": [{"start_s": 3.0, "end_s": 2.0, "type": "speech"}]}, "start_s < end_s"),
+    ({"segments": [{"start_s": 19.0, "end_s": 25.0, "type": "speech"}]}, "past the end"),
+    ({"segments": [{"start_s": 1.0, "type": "speech"}]}, "needs numeric"),
+    ({"n_samples": 160000, "segments": []}, "another recording"),
+    ({"segments": "none"}, "not a usable"),
+])
+def test_stream_segments_reject_bad_tables(tmp_path: Path, meta: dict, match: str) -> None:
+    wav = _wav(tmp_path / "s.wav", 20.0)
+    wav.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(FeaturizeError, match=match):
+        stream_segments(wav, 20.0, 16000)
+
+
+def test_featurize_writes_the_segment_table_of_concatenated_streams(tmp_path: Path) -> None:
+    synth, own, split = tmp_path / "synth", tmp_path / "own", tmp_path / "split"
+    _wav(synth / "clips" / "bg.wav", 3.0)
+    sf.write(str(synth / "clips" / "pos.wav"), tone(0.8, 440), 16000)
+    sf.write(str(synth / "clips" / "neg.wav"), tone(0.8, 300), 16000)
+    _wav(synth / "streams" / "val.wav", 8.0, 1)
+    _wav(synth / "streams" / "test.wav", 10.0, 2)
+    (synth / "streams" / "test.json").write_text(json.dumps({"segments": [
+        {"start_s": 1.0, "end_s": 3.0, "type": "speech"}, {"start_s": 5.0, "end_s": 9.0, "type": "music"}]}))
+    _wav(own / "streams" / "mine.wav", 6.0, 3)
+    split.mkdir()
+    clips = [_row("clips/pos.wav", "positive", "synth", 0.8), _row("clips/neg.wav", "negative", "synth", 0.8)]
+    (split / "train.jsonl").write_text("\n".join([*clips, _row("clips/bg.wav", "background", "synth", 3.0)]))
+    (split / "val.jsonl").write_text("\n".join([*clips, _row("streams/val.wav", "stream", "synth", 8.0)]))
+    (split / "test.jsonl").write_text("\n".join([*clips, _row("streams/test.wav", "stream", "synth", 10.0),
+                                                 _row("streams/mine.wav", "stream", "own", 6.0)]))
+    fp = FeatureParams()
+    aug = AugmentParams(train_variants=1, negative_windows_per_clip=1, background_windows=1, rir_prob=0.0)
+    out = tmp_path / "features"
+    index = featurize({"synth": synth, "own": own}, split, out, AudioParams(), fp, aug, seed=1)
+    meta = index["streams"]["test"]
+    table = json.loads((out / meta["segments"]).read_text())
+    n_test, n_own = frames_for(160000, fp), frames_for(96000, fp)
+    assert meta["frames"] == table["frames"] == n_test + n_own and table["hop_s"] == meta["hop_s"] == 0.01
+    demo, mine = table["recordings"]
+    assert (demo["path"], demo["root"], demo["frame_offset"], demo["frames"]) == ("streams/test.wav", "synth", 0, n_test)
+    assert demo["segments_from"] == "test.json" and demo["duration_s"] == pytest.approx(10.0)
+    assert [s["type"] for s in demo["segments"]] == ["speech", "music"]
+    assert (mine["path"], mine["root"], mine["frame_offset"], mine["frames"]) == ("streams/mine.wav", "own", n_test,
+                                                                                  n_own)
+    assert mine["segments"] == [{"start_s": 0.0, "end_s": pytest.approx(6.0), "type": "unknown"}]
+    assert np.load(out / meta["path"]).shape[0] == table["frames"]
+    # the evaluation reads it back, checked against the stream, and splits the 16 s into hours per kind
+    from wakeword.evaluation import fah_by_kind, load_stream_segments, score_set
+    from wakeword.featureset import load_split, load_stream
+
+    assert load_stream_segments(out, "test", table["frames"]) == table
+    with pytest.raises(ValueError, match="cover"):
+        load_stream_segments(out, "test", table["frames"] + 1)
+    stream, hours = load_stream(out, "test")
+    scored = score_set(lambda w: np.zeros((w.shape[0], 2), np.float32), load_split(out, "test"), stream, hours,
+                       index["window_frames"], index["step_frames"], stream_segments=table)
+    by_kind = fah_by_kind(np.zeros(0, np.int64), scored, index["window_frames"], index["step_frames"])
+    want_s = {"speech": 2.0, "music": 4.0, "background": 4.0, "unknown": 6.0}
+    assert {k: v["hours"] * 3600 for k, v in by_kind.items()} == pytest.approx(want_s)
+    assert sum(v["hours"] for v in by_kind.values()) == pytest.approx(hours)

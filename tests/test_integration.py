@@ -76,7 +76,7 @@ def test_metrics_files(repo: Path) -> None:
             _number(m, key)
         assert 0 <= m["fah_ci_low"] <= m["fah"] <= m["fah_ci_high"]
         assert 0 <= m["recall_at_target"] <= 1 and 0 <= m["eer"] <= 1
-        curve = json.loads((repo / "metrics" / "plots" / f"{name}_curve.json").read_text())
+        curve = json.loads((repo / "metrics" / "plots" / name / f"{name}_curve.json").read_text())
         assert len(curve) > 10 and {"threshold", "fah", "recall"} <= set(curve[0])
         # the held-out engine group: its own clips and stream, the same metrics
         for key in ("fah", "negative_hours", "recall_at_target", "recall_at_0p5_fah", "eer", "counts.positive_clips",
@@ -84,8 +84,13 @@ def test_metrics_files(repo: Path) -> None:
             _number(m["heldout"], key)
         assert m["heldout"]["counts"]["positive_clips"] == 20
         assert m["heldout"]["negative_hours"] == pytest.approx(0.02, abs=1e-3)
-        heldout_curve = json.loads((repo / "metrics" / "plots" / f"{name}_heldout_curve.json").read_text())
+        heldout_curve = json.loads((repo / "metrics" / "plots" / name / f"{name}_heldout_curve.json").read_text())
         assert len(heldout_curve) > 10
+        for kind in ("roc", "det", "hist", "heldout_roc"):
+            assert json.loads((repo / "metrics" / "plots" / name / f"{name}_{kind}.json").read_text()), kind
+        assert set(m["fah_by_kind"]) >= {"speech", "background"} and "median_s" in m["latency"]
+        assert m["confusion_matrix"]["positive"]["detected"] + m["confusion_matrix"]["positive"]["not_detected"] \
+            == m["counts"]["positive_clips"]
     size = json.loads((repo / "metrics" / "size.json").read_text())
     assert _number(size, "flash_kb") == pytest.approx((repo / "models/deploy/model.tflite").stat().st_size / 1024, abs=0.01)
     assert _number(size, "ram_kb") > _number(size, "arena_kb") > 0
@@ -97,6 +102,15 @@ def test_metrics_files(repo: Path) -> None:
     manifest = json.loads((deploy / "wakeword.json").read_text())
     assert f"= {manifest['tensor_arena_size']};" in (deploy / "model_data.h").read_text()
     assert manifest["tensor_arena_size"] == size["arena_bytes"]
+    assert set(size["platforms"]) == {"esp32_s3", "rpi_pico", "nano33_ble"}
+    esphome = json.loads((deploy / "hey_jarvis.json").read_text())
+    assert esphome["micro"]["tensor_arena_size"] == size["arena_bytes"] and esphome["wakeword"]["esphome_drop_in"] is False
+    # the report: every plot rendered offline as PNG, the headline numbers in report.md
+    images = sorted(p.name for p in (repo / "metrics" / "images").iterdir())
+    assert {"fah_recall.png", "roc.png", "det.png", "reliability.png", "training.png"} <= set(images), images
+    assert all((repo / "metrics" / "images" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in images)
+    report = (repo / "metrics" / "report.md").read_text()
+    assert f"{size['flash_kb']:.1f}" in report and "images/fah_recall.png" in report
     cal = json.loads((repo / "metrics" / "calibration.json").read_text())
     assert _number(cal, "temperature") >= 0.01
     train = json.loads((repo / "metrics" / "train.json").read_text())

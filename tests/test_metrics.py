@@ -11,9 +11,12 @@ from sklearn.metrics import roc_auc_score
 from wakeword.metrics import (
     area_under_recall_fah,
     binary_metrics,
+    confusion_by_kind,
     eer,
     expected_calibration_error,
     false_alarm_rate,
+    false_alarm_rates_by_group,
+    latency_summary,
     operating_curve,
     pauc_norm,
     pauc_std,
@@ -257,3 +260,47 @@ def test_area_under_recall_fah_by_hand() -> None:
         area_under_recall_fah(c, 0.0)
     with pytest.raises(ValueError, match="lacks key"):
         area_under_recall_fah({"fah": c["fah"]}, 2.0)
+
+
+# ------------------------------------------------------------------------- per kind, latency, confusion
+
+
+def test_false_alarm_rates_by_group() -> None:
+    out = false_alarm_rates_by_group({"speech": 2, "music": 0}, {"speech": 0.5, "music": 0.25, "hum": 0.0})
+    assert list(out) == ["music", "speech"]  # no audio of "hum": left out
+    assert out["speech"]["false_alarms"] == 2 and out["speech"]["hours"] == 0.5 and out["speech"]["fah"] == 4.0
+    lo, hi = poisson_interval(2, 0.5)
+    assert (out["speech"]["fah_ci_low"], out["speech"]["fah_ci_high"]) == (lo, hi)
+    assert out["music"]["fah"] == 0.0 and out["music"]["fah_ci_high"] == pytest.approx(3.689 / 0.25, abs=1e-2)
+    with pytest.raises(ValueError, match="no audio"):
+        false_alarm_rates_by_group({"hum": 1}, {"hum": 0.0})
+    with pytest.raises(ValueError, match="hours"):
+        false_alarm_rates_by_group({}, {"hum": -1.0})
+
+
+def test_latency_summary() -> None:
+    out = latency_summary([0.4, -0.1, 0.2, 1.0], 5)
+    assert (out["n_clips"], out["n_detected"], out["detected_share"]) == (5, 4, 0.8)
+    assert out["median_s"] == pytest.approx(0.3)  # mean of 0.2 and 0.4
+    assert out["p95_s"] == pytest.approx(0.4 + 0.85 * 0.6)  # sorted -0.1 0.2 0.4 1.0: rank 0.95 * 3 = 2.85
+    assert out["mean_s"] == pytest.approx(0.375) and out["early_share"] == 0.25
+    empty = latency_summary([], 3)
+    assert empty["detected_share"] == 0.0 and empty["median_s"] is None and empty["p95_s"] is None
+    assert latency_summary([], 0)["detected_share"] == 0.0
+    with pytest.raises(ValueError, match="n_clips"):
+        latency_summary([0.1, 0.2], 1)
+    with pytest.raises(ValueError, match="finite"):
+        latency_summary([float("nan")], 1)
+
+
+def test_confusion_by_kind() -> None:
+    kinds = np.array(["positive", "positive", "negative", "hard_negative", "positive"])
+    out = confusion_by_kind(kinds, [True, False, True, False, True], ["positive", "negative", "hard_negative",
+                                                                      "background"])
+    assert out == {"positive": {"detected": 2, "not_detected": 1}, "negative": {"detected": 1, "not_detected": 0},
+                   "hard_negative": {"detected": 0, "not_detected": 1},
+                   "background": {"detected": 0, "not_detected": 0}}
+    with pytest.raises(ValueError, match="partial"):
+        confusion_by_kind(np.array(["partial"]), [True], ["positive"])
+    with pytest.raises(ValueError, match="equally long"):
+        confusion_by_kind(kinds, [True], ["positive"])

@@ -27,6 +27,13 @@ def test_defaults_load() -> None:
         ({"audio": {"clip_s": 3.0}}, "audio.clip_s = 3.0", "less than or equal to 2"),
         ({"train": {"epochs": "many"}}, "train.epochs = 'many'", "integer"),
         ({"audio": {"step_ms": 105}}, "audio.step_ms (105)", "whole number of feature hops"),
+        ({"deploy": {"platforms": {"pico": {"name": "Pico", "flash_kb": 2048, "ram_kb": 264, "max_ram_kb": 300}}}},
+         "deploy.platforms.pico", "max_ram_kb (300) must not exceed the device's ram_kb (264)"),
+        ({"deploy": {"platforms": {"esp-32": {"name": "E", "flash_kb": 4096, "ram_kb": 512}}}},
+         "deploy", "platform key 'esp-32'"),
+        ({"deploy": {"platforms": {"pico": {"name": "Pico", "ram_kb": 264}}}}, "deploy.platforms.pico.flash_kb",
+         "Field required"),
+        ({"deploy": {"website": "example.org"}}, "deploy.website = 'example.org'", "pattern"),
     ],
 )
 def test_bad_values_name_key_value_and_rule(data: dict, key: str, fragment: str) -> None:

@@ -1,7 +1,14 @@
-"""``wakeword`` command line: run an exported model directory on audio files.
+"""``wakeword`` command line: run an exported model directory on audio files, and the helpers around the pipeline.
 
     wakeword score  MODEL_DIR WAV...   one line per window step: <wav>\\t<time_s>\\t<score>
     wakeword detect MODEL_DIR WAV...   one line per detection:   <wav>\\t<time_s>\\t<score>
+    wakeword estimate [--params P] [--json]   ESTIMATE (before training) of parameters, MACs, flash, RAM and
+                                              the per-platform fit of the model params.yaml describes
+    wakeword augment-preview OUT_DIR   a few training windows as WAVs, rendered as the featurize stage does
+    wakeword plots-template [PATH]     an HTML template with which `dvc plots show` renders offline
+    wakeword tune [--study S] [--trials N]   Optuna search over DVC experiments (space in tune.yaml), resumable
+    wakeword report --diff REV [--out F]   markdown for a pull request: metrics, params and plot files that
+                                           changed since REV (headline metrics first)
 
 Many files per call share one model load. A file that cannot be read is reported on stderr and skipped;
 the others are still scored, and the exit code is 1 if any file failed.
@@ -12,13 +19,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from wakeword.audio import AudioError
 from wakeword.detector import PRESETS
+from wakeword.prdiff import PLOTS_DIRS
 
 if TYPE_CHECKING:
     from wakeword.runtime import DeployedModel
@@ -120,6 +128,188 @@ def augment_preview(out_dir: Path, params_path: Path, split_dir: Path, synth_dir
     except (ParamsError, FeaturizeError, ManifestError, AudioError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {len(rows)} windows of {kind} to {out_dir} (see {out_dir / 'preview.json'})")
+
+
+def _estimate_text(est: dict[str, Any], params_path: Path, names: dict[str, str]) -> str:
+    m, f, buf = est["model"], est["features"], est["detector_buffers"]
+
+    def kb(n: int) -> str:
+        return f"{n / 1024:.1f} KB"
+
+    buffers = f"  audio ring {buf['audio_ring_bytes']} B + feature window {buf['feature_window_bytes']} B"
+    rows = [
+        ("model", f"{m['arch']}: {m['channels']} channels, {m['blocks']} blocks, kernel {m['kernel_size']}"),
+        ("input", f"{f['window_frames']} frames x {f['n_features']} {f['type']} features ({f['window_s']:g} s)"),
+        ("parameters", f"{est['parameters']:,}"),
+        ("MACs per window", f"{est['macs_per_window']:,}"),
+        ("MACs per second", f"{est['macs_per_second']:,} ({est['windows_per_second']:g} windows per second of audio)"),
+        ("flash (formula)", f"{kb(est['flash_formula_bytes'])}  SPEC 4.7: parameters x 1 byte x 1.1, int8 weights only"),
+        ("flash (rough fit)", f"{kb(est['flash_fit_bytes'])}  + biases, quantisation parameters, graph records"),
+        ("arena (rough fit)", f"{kb(est['arena_fit_bytes'])}  the measured arena is unknown before conversion"),
+        ("detector buffers", kb(buf["total_bytes"]) + buffers),
+        ("RAM", f"{kb(est['ram_estimate_bytes'])}  arena (rough fit) + detector buffers"),
+    ]
+    lines = [f"{est['label']} from {params_path}: random weights, nothing trained, converted or measured", ""]
+    lines += [f"{label:<19}{value}" for label, value in rows]
+    lines += ["", f"{'platform':<22}{'flash est / max':>19}{'RAM est / max':>19}  fits"]
+
+    def cap(v: int) -> str:
+        return f"{v}" if v else "-"
+
+    for key, row in est["platforms"].items():
+        flash = f"{row['flash_kb']:.1f} / {cap(row['max_flash_kb'])} KB"
+        ram = f"{row['ram_kb']:.1f} / {cap(row['max_ram_kb'])} KB"
+        lines.append(f"{names.get(key, key):<22}{flash:>19}{ram:>19}  {'yes' if row['fits'] else 'NO'}")
+    lines += ["", "These are estimates. The tflite stage measures the real flash and arena (metrics/size.json)."]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Parameters file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+def estimate(params_path: Path, as_json: bool) -> None:
+    """ESTIMATE (before training): parameters, MACs, flash and RAM of the model the parameters describe, and
+    whether it would fit each deploy.platforms target. Nothing is trained or converted; the tflite stage
+    measures the real figures."""
+    import json
+
+    from wakeword.params import ParamsError, load_params
+
+    try:
+        p = load_params(params_path)
+    except ParamsError as exc:
+        raise click.ClickException(str(exc)) from None
+    from wakeword.deploy import pre_training_estimate  # torch: only for this command
+
+    est = pre_training_estimate(p)
+    names = {key: prof.name for key, prof in p.deploy.platforms.items()}
+    click.echo(json.dumps(est, indent=2) if as_json else _estimate_text(est, params_path, names))
+
+
+@main.command("plots-template")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path(".dvc/plots/offline.html"))
+def plots_template(path: Path) -> None:
+    """Write an HTML template that makes `dvc plots show/diff` render with no network (Vega, Vega-Lite and
+    vega-embed inlined from vl-convert-python). Use it with `dvc plots show --html-template PATH`, or once:
+    `dvc config plots.html_template plots/offline.html` (relative to .dvc/) for the default PATH."""
+    from wakeword.plots import write_offline_template
+
+    try:
+        written = write_offline_template(path)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write the template ({exc.strerror})") from None
+    click.echo(f"wrote {written} ({written.stat().st_size // 1024} KB, no external scripts)")
+
+
+@main.command()
+@click.option("--diff", "rev", default="HEAD", show_default=True, metavar="REV",
+              help="Git revision to compare with (branch, tag, commit), e.g. origin/main.")
+@click.option("--to", "new_rev", default=None, metavar="REV2",
+              help="Compare with this revision instead of the workspace.")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the markdown here instead of stdout.")
+@click.option("--plots-dir", "plots_dirs", multiple=True, metavar="DIR", show_default=True,
+              default=PLOTS_DIRS, help="Where plot files live (repeatable).")
+@click.option("--all", "show_all", is_flag=True, help="List unchanged non-headline metrics too.")
+@click.option("--title", default=None, help="Heading of the report.")
+def report(rev: str, new_rev: str | None, out_path: Path | None, plots_dirs: tuple[str, ...], show_all: bool,
+           title: str | None) -> None:
+    """Markdown of what changed since REV, for a pull request: the headline metrics (recall at the target FAH,
+    FAH, EER, pAUC, confusable false accepts, held-out engine, flash/arena/RAM) with both values and the change,
+    the other metrics that changed, the params that changed, and the plot files that changed. Run it inside the
+    DVC repository, after `dvc repro`."""
+    from wakeword.prdiff import ReportError, build_report
+
+    try:
+        text = build_report(Path.cwd(), rev, new_rev, plots_dirs=plots_dirs, show_all=show_all, title=title)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_path.write_text(text)
+    except OSError as exc:
+        raise click.ClickException(f"{out_path}: cannot write the report ({exc.strerror})") from None
+    click.echo(f"wrote {out_path}", err=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@main.command()
+@click.option("--space", "space_path", default="tune.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Search space (YAML).")
+@click.option("--study", default="default", show_default=True,
+              help="Study name: experiments are named tune-<study>-<trial>; the same name resumes the study.")
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(0, 100000),
+              help="Complete trials wanted in the study in total (0: only print the table).")
+@click.option("--metric", default=None,
+              help="Metric to optimise, FILE:KEY (dotted key)  [default: the space file's, else "
+                   "metrics/int8.json:recall_at_target]")
+@click.option("--direction", type=click.Choice(["maximize", "minimize"]), default=None,
+              help="[default: the space file's, else maximize]")
+@click.option("--max-flash-kb", type=click.FloatRange(min=0), default=None,
+              help="Flash limit, KB (0 = none)  [default: the space file's, else the smallest "
+                   "deploy.platforms max_flash_kb of params.yaml]")
+@click.option("--max-ram-kb", type=click.FloatRange(min=0), default=None,
+              help="RAM limit, KB (0 = none)  [default: as --max-flash-kb, with max_ram_kb]")
+@click.option("--storage", default=None,
+              help="Optuna storage URL  [default: sqlite:///.dvc/tmp/tune/<study>.db]")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="Sampler seed (TPE, seeded per trial with seed + trial number)  [default: the study's, 0 "
+                   "for a new study]")
+@click.option("--max-failures", default=3, show_default=True, type=click.IntRange(1, 1000),
+              help="Stop after this many failed trials in one run.")
+def tune(space_path: Path, study: str, trials: int, metric: str | None, direction: str | None,
+         max_flash_kb: float | None, max_ram_kb: float | None, storage: str | None, seed: int | None,
+         max_failures: int) -> None:
+    """Hyperparameter search: each trial is one `dvc exp run --temp -n tune-<study>-<n> -S key=value ...`,
+    scored on METRIC from the experiment's metrics, with the flash/RAM of metrics/size.json as constraints
+    (an infeasible trial is never the best). A failed experiment is a failed trial. Run at the root of the
+    DVC repository, with the pipeline code committed (temp experiments are made from git). Re-running with
+    the same --study continues until --trials trials are complete in total."""
+    import json
+    import signal
+
+    from wakeword import tune as t
+    from wakeword.params import ParamsError, load_params
+
+    root = Path.cwd()
+    if not (root / ".dvc").is_dir():
+        raise click.ClickException("run `wakeword tune` at the root of a DVC repository (no .dvc/ here)")
+    try:
+        t.check_study_name(study)
+        cfg = t.load_space(space_path, root / "params.yaml")
+        limits: tuple[float | None, float | None] = (None, None)
+        if (root / "params.yaml").exists():
+            limits = t.platform_limits(load_params(root / "params.yaml"))
+        metric = metric or cfg.metric or t.DEFAULT_METRIC
+        t.check_metric(metric, "--metric")
+        flash = next(v for v in (max_flash_kb, cfg.max_flash_kb, limits[0], 0.0) if v is not None)
+        ram = next(v for v in (max_ram_kb, cfg.max_ram_kb, limits[1], 0.0) if v is not None)
+        objective = t.Objective(metric, direction or cfg.direction or "maximize",  # type: ignore[arg-type]
+                                flash or None, ram or None)
+        baseline = root / objective.metric_file
+        if baseline.exists() and t.lookup(json.loads(baseline.read_text()), objective.metric_key) is None:
+            raise t.TuneError(f"--metric {metric}: no key {objective.metric_key!r} in the workspace's "
+                              f"{objective.metric_file}")
+        tune_dir = root / t.TUNE_DIR
+        store = storage or t.default_storage(root, study)
+        signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: the running experiment is stopped, not orphaned
+        found = t.run_search(study, cfg.space, objective, trials, store, tune_dir / f"{study}.lock", tune_dir / study,
+                             t.dvc_runner(root), t.dvc_metrics_reader(root), seed=seed, max_failures=max_failures,
+                             echo=click.echo, stale_metrics=t.dvc_metrics_reader(root, all_commits=True))
+    except (t.TuneError, ParamsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: the running trial is marked failed; run the same command again to resume",
+                   err=True)
+        sys.exit(130)
+    click.echo("")
+    click.echo(t.summary(found, cfg.space, objective))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ directory that ``wakeword detect`` / ``wakeword score`` run.
 
 CMVN is folded into the model's first convolution, so every exported model takes raw features of the
 configured ``features.type`` (log-mel, MFCC or TFLite-Micro front-end output; :mod:`wakeword.features`).
+Beside ``wakeword.json`` the directory carries an ESPHome micro_wake_word-style manifest (:func:`esphome_manifest`,
+honest about not being drop-in), and :func:`pre_training_estimate` sizes a model before it exists.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,10 +22,10 @@ import numpy as np
 from torch import nn
 
 from wakeword.cmvn import CMVN
-from wakeword.features import MICRO_SCALE, feature_dim
+from wakeword.features import MICRO_SCALE, feature_dim, frames_for
 from wakeword.featureset import FeatureSet
 from wakeword.models import count_macs, count_parameters, fold_cmvn
-from wakeword.params import FeatureParams
+from wakeword.params import FeatureParams, Params
 from wakeword.runtime import MANIFEST_NAME
 from wakeword.scoring import LogitFn, probabilities, sliding_windows
 
@@ -156,8 +159,88 @@ def build_manifest(
         "probability_cutoff": calibration["threshold"],
         "detector": calibration["detector"],
         "tensor_arena_size": arena_bytes,
+        "esphome_manifest": esphome_manifest_name(phrase),
         "cmvn": cmvn.to_dict(),
     }
+
+
+#: ESPHome micro_wake_word model manifest format this project writes (``version`` 2, ESPHome 2024.7.0+).
+ESPHOME_MANIFEST_VERSION = 2
+ESPHOME_MINIMUM_VERSION = "2024.7.0"
+
+
+def esphome_manifest_name(phrase: str) -> str:
+    """File name of the ESPHome-style manifest: the phrase as a slug (``hey jarvis`` -> ``hey_jarvis.json``),
+    never the project's own manifest name (a phrase "wakeword" gives ``wakeword_esphome.json``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", phrase.lower().replace("'", "")).strip("_") or "wake_word"
+    name = f"{slug}.json"
+    return f"{slug}_esphome.json" if name == MANIFEST_NAME else name
+
+
+def esphome_manifest(manifest: dict[str, Any], author: str = "wakeword", website: str = "",
+                     trained_languages: list[str] | tuple[str, ...] = ("en",)) -> dict[str, Any]:
+    """An ESPHome ``micro_wake_word`` v2-style manifest for a model directory, filled from our manifest.
+
+    Field mapping: ``probability_cutoff`` = the calibrated threshold (``threshold_on``), ``sliding_window_size``
+    = the detector's vote window N, ``feature_step_size`` = the feature hop in ms, ``tensor_arena_size`` = the
+    arena measured with tflite-micro. ``website`` is left out when empty (optional in ESPHome's v2 schema).
+
+    It is NOT a drop-in ESPHome model, and the ``wakeword`` block says so: ESPHome feeds a *streaming* model
+    3 new micro-front-end frames per call and reads one uint8 probability, averaging the last N; this model
+    reads a whole window (1.5 s by default) of ``features.type`` features per call every ``step_ms`` and
+    outputs two int8 logits (p = softmax(logits / temperature)[1]), and our detector needs K of N steps above
+    the threshold with hysteresis and lockout. Drop-in would need ``features.type: micro`` and a streaming
+    export, which this project does not produce. ESPHome's manifest schema does not allow unknown keys, so
+    the ``wakeword`` block also makes ESPHome refuse the file at configuration time rather than fail on the
+    device.
+    """
+    fp = manifest["features"]
+    det = manifest["detector"]
+    window, hop_ms = int(manifest["window_frames"]), float(fp["hop_ms"])
+    win_ms = 30.0 if fp["type"] == "micro" else float(fp["win_ms"])
+    window_s = round(((window - 1) * hop_ms + win_ms) / 1000.0, 3)
+    out: dict[str, Any] = {
+        "type": "micro",
+        "wake_word": manifest["wake_word"],
+        "author": author,
+        "website": website,
+        "model": manifest["model"],
+        "trained_languages": list(trained_languages),
+        "version": ESPHOME_MANIFEST_VERSION,
+        "micro": {
+            "probability_cutoff": float(manifest["probability_cutoff"]),
+            "sliding_window_size": int(det["vote_window"]),
+            "feature_step_size": round(hop_ms),
+            "tensor_arena_size": int(manifest["tensor_arena_size"]),
+            "minimum_esphome_version": ESPHOME_MINIMUM_VERSION,
+        },
+        "wakeword": {
+            "esphome_drop_in": False,
+            "note": (
+                f"Not a drop-in ESPHome micro_wake_word model. It scores a {window}-frame ({window_s:g} s) window "
+                f"of {fp['type']} features per call, every {manifest['step_ms']} ms, and outputs two int8 logits "
+                "(probability = softmax(logits / temperature)[1]); ESPHome feeds a streaming model 3 new "
+                "micro-front-end frames per call and reads one uint8 probability. It would be drop-in only with "
+                "features.type micro and a streaming export, which this project does not produce yet. "
+                f"probability_cutoff is our calibrated threshold_on and sliding_window_size our vote window, but "
+                f"ESPHome averages the last N probabilities while our detector needs {det['vote_threshold']} of "
+                f"{det['vote_window']} steps above the threshold (hysteresis, {det['lockout_ms']} ms lockout). "
+                "tensor_arena_size was measured with tflite-micro on a 64-bit host. Run the model with "
+                f"'wakeword detect' and {MANIFEST_NAME}."
+            ),
+            "manifest": MANIFEST_NAME,
+            "features_type": fp["type"],
+            "window_frames": window,
+            "window_s": window_s,
+            "step_ms": int(manifest["step_ms"]),
+            "output": "2 int8 logits; probability = softmax(logits / temperature)[1]",
+            "temperature": float(manifest["temperature"]),
+            "detector": dict(det),
+        },
+    }
+    if not website:
+        del out["website"]
+    return out
 
 
 def c_array_sources(model_bytes: bytes, arena_bytes: int, symbol: str = "g_wakeword_model") -> tuple[str, str]:
@@ -185,12 +268,20 @@ def c_array_sources(model_bytes: bytes, arena_bytes: int, symbol: str = "g_wakew
     return header, source
 
 
-def write_model_dir(out_dir: Path, tflite_file: Path, manifest: dict[str, Any]) -> None:
-    """Publish the model directory atomically: .tflite, manifest, and the C array for firmware."""
+def write_model_dir(out_dir: Path, tflite_file: Path, manifest: dict[str, Any],
+                    esphome: dict[str, Any] | None = None) -> None:
+    """Publish the model directory atomically: .tflite, manifest, the C array for firmware and, when
+    ``esphome`` is given (:func:`esphome_manifest`), the ESPHome-style manifest named by
+    ``manifest["esphome_manifest"]``."""
     tmp = _temp_dir_beside(out_dir)
     try:
         shutil.copyfile(tflite_file, tmp / "model.tflite")
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        if esphome is not None:
+            name = str(manifest.get("esphome_manifest") or esphome_manifest_name(str(manifest["wake_word"])))
+            if name == MANIFEST_NAME or "/" in name:
+                raise ValueError(f"esphome_manifest must be a plain file name other than {MANIFEST_NAME}, got {name!r}")
+            (tmp / name).write_text(json.dumps(esphome, indent=2) + "\n")
         header, source = c_array_sources(tflite_file.read_bytes(), int(manifest["tensor_arena_size"]))
         (tmp / "model_data.h").write_text(header)
         (tmp / "model_data.cc").write_text(source)
@@ -204,3 +295,93 @@ def model_compute(model: nn.Module, window: int, step_ms: int) -> dict[str, int]
     macs = count_macs(model, window)
     return {"parameters": count_parameters(model), "macs_per_window": macs,
             "macs_per_second": round(macs * 1000.0 / step_ms)}
+
+
+def model_shape(model: nn.Module, window: int) -> dict[str, int]:
+    """What :func:`wakeword.size.rough_size_estimate` needs, from one forward pass on a zero window:
+    parameters, input elements, the largest input + output of one conv/linear layer, conv layers and their
+    summed output channels."""
+    import torch
+
+    pairs: list[int] = []
+    out_channels: list[int] = []
+
+    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        pairs.append(int(inp[0][0].numel() + out[0].numel()))
+        if isinstance(mod, nn.Conv1d):
+            out_channels.append(int(mod.out_channels))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    was_training = model.training
+    n_features = int(model.n_features)  # type: ignore[arg-type]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, window, n_features))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return {"parameters": count_parameters(model), "input_elements": window * n_features,
+            "peak_pair_elements": max(pairs, default=0), "conv_layers": len(out_channels),
+            "conv_out_channels": sum(out_channels)}
+
+
+ESTIMATE_LABEL = "ESTIMATE (before training)"
+
+
+def pre_training_estimate(p: Params) -> dict[str, Any]:
+    """Size and compute of the model ``params.yaml`` describes, before any data, training or conversion
+    (SPEC 4.7 allows a formula estimate only here, labelled as such; the tflite stage measures the real
+    figures). The model is built with random weights; nothing is trained or converted.
+
+    Flash: SPEC's ``parameters x 1 byte x 1.1`` and a rough fit that adds biases, quantisation parameters and
+    graph records (:func:`wakeword.size.rough_size_estimate`); the platform check uses the larger. RAM: the
+    rough arena fit (the measured arena is unknown before conversion) + :func:`wakeword.size.
+    detector_buffer_bytes`.
+    """
+    from wakeword.models import build_model
+    from wakeword.size import detector_buffer_bytes, platform_fit, rough_size_estimate
+
+    dim = feature_dim(p.features)
+    window = frames_for(p.audio.clip_samples, p.features)
+    model = build_model(p.model, dim)
+    compute = model_compute(model, window, p.audio.step_ms)
+    rough = rough_size_estimate(model_shape(model, window))
+    buffers = detector_buffer_bytes(p.features.n_fft, window, dim)
+    flash = max(rough["flash_formula_bytes"], rough["flash_fit_bytes"])
+    ram = rough["arena_fit_bytes"] + buffers["total_bytes"]
+
+    def kb(n: int) -> float:
+        return round(n / 1024.0, 2)
+
+    return {
+        "label": ESTIMATE_LABEL,
+        "model": p.model.model_dump(),
+        "features": {"type": p.features.type, "n_features": dim, "window_frames": window,
+                     "window_s": round(p.audio.clip_s, 3)},
+        **compute,
+        "windows_per_second": round(1000.0 / p.audio.step_ms, 3),
+        "flash_formula_bytes": rough["flash_formula_bytes"],
+        "flash_formula_kb": kb(rough["flash_formula_bytes"]),
+        "flash_fit_bytes": rough["flash_fit_bytes"],
+        "flash_fit_kb": kb(rough["flash_fit_bytes"]),
+        "flash_estimate_kb": kb(flash),
+        "arena_measured": "unknown before conversion",
+        "arena_fit_bytes": rough["arena_fit_bytes"],
+        "arena_fit_kb": kb(rough["arena_fit_bytes"]),
+        "detector_buffers": buffers,
+        "detector_buffers_kb": kb(buffers["total_bytes"]),
+        "ram_estimate_bytes": ram,
+        "ram_estimate_kb": kb(ram),
+        "platforms": platform_fit(flash, ram, p.deploy.platforms),
+        "notes": [
+            ("flash_formula is SPEC 4.7's parameters x 1 byte x 1.1 (int8 weights only); the .tflite also holds "
+             "int32 biases, per-channel quantisation parameters and graph records, so it is usually 1.5-4x larger"),
+            ("flash_fit and arena_fit are rough least-squares fits to measured ds_tcn exports (litert-torch 0.10, "
+             "tflite-micro on a 64-bit host; within ~3% and ~8% on the configurations fitted, 6% and 4% on the "
+             "trained default model)"),
+            "platforms use the larger flash estimate and arena_fit + detector buffers for RAM",
+            "the tflite stage measures the real flash and arena (metrics/size.json)",
+        ],
+    }

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from wakeword import metrics
+from wakeword import metrics, plots
 from wakeword.detector import (
     DetectorConfig,
     clips_detected_over_thresholds,
@@ -20,11 +20,21 @@ from wakeword.detector import (
     detections_over_thresholds,
     on_fraction_over_thresholds,
 )
-from wakeword.featureset import KIND_CODES, FeatureSet, load_split, load_stream, read_index
+from wakeword.featureset import KIND_CODES, FeatureSet, FeatureSetError, load_split, load_stream, read_index
 from wakeword.params import DetectorParams
 from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits, window_labels
 
 FAH_TARGETS = (0.1, 0.5, 1.0, 2.0)
+
+#: The kind of negative audio each stream segment type counts as in ``fah_by_kind`` (SPEC 4.4 per kind):
+#: hum is a noise, babble is speech; "background" is the noise bed between segments, "unknown" audio whose
+#: content is not described (own recordings). A type not listed here counts as "unknown".
+FAH_KIND_OF_SEGMENT = {
+    "speech": "speech", "babble": "speech", "confusable": "confusable", "music": "music", "noise": "noise",
+    "hum": "noise", "household": "household", "background": "background", "unknown": "unknown",
+}
+#: Rows of the confusion matrix (clip kinds of the evaluation splits; "partial" is added when present).
+CONFUSION_KINDS = ("positive", "negative", "hard_negative", "background")
 
 
 @dataclass
@@ -36,22 +46,56 @@ class ScoredSet:
     phrase_start_frame: np.ndarray
     phrase_end_frame: np.ndarray
     stream_hours: float
+    # test-time augmentation: logits of the clips shifted by 1..k frames, (N, steps_j, 2) each (empty: off)
+    clip_logits_shifted: tuple[np.ndarray, ...] = ()
+    window_frames: int | None = None  # model window and step in frames (latency needs both)
+    step_frames: int | None = None
+    hop_s: float = 0.01  # feature hop in seconds
+    stream_segments: dict[str, Any] | None = None  # streams/<split>.segments.json (None: content unknown)
 
     def clip_probs(self, temperature: float) -> np.ndarray:
-        return probabilities(self.clip_logits, temperature)
+        """Per-step probabilities of the clips ``(N, steps)``. With test-time augmentation each step is the
+        mean of the probabilities of the original window and the windows of the shifted clips aligned with
+        it (shift j drops the first j frames, so its step s starts j frames after the original step s); the
+        last steps, which a shifted clip may not have, average over the versions that have them."""
+        probs = probabilities(self.clip_logits, temperature)
+        if not self.clip_logits_shifted:
+            return probs
+        total = probs.astype(np.float64)
+        count = np.ones(probs.shape[1])
+        for logits in self.clip_logits_shifted:
+            n = min(logits.shape[1], probs.shape[1])
+            total[:, :n] += probabilities(logits[:, :n], temperature)
+            count[:n] += 1
+        return (total / count).astype(np.float32)
 
     def stream_probs(self, temperature: float) -> np.ndarray:
         return probabilities(self.stream_logits, temperature)
 
 
+def check_tta_shifts(tta_shifts: int, step: int) -> int:
+    """``calibrate.tta_shifts`` must be a whole number in [0, step_frames): a shift of a whole step is the next
+    step of the unshifted clip, not a new view of it."""
+    if isinstance(tta_shifts, bool) or not isinstance(tta_shifts, (int, np.integer)) or not 0 <= tta_shifts < step:
+        raise ValueError(f"calibrate.tta_shifts = {tta_shifts!r}: must be an integer in [0, {step - 1}] "
+                         f"(less than the detector step, {step} frames)")
+    return int(tta_shifts)
+
+
 def score_set(
     logit_fn: LogitFn, fs: FeatureSet, stream: np.ndarray, stream_hours: float, window: int, step: int,
+    tta_shifts: int = 0, *, hop_s: float = 0.01, stream_segments: dict[str, Any] | None = None,
 ) -> ScoredSet:
+    """Logits of every clip window and stream window. ``tta_shifts`` k > 0 also scores the clips shifted by
+    1..k frames (test-time augmentation for the clip metrics; the stream is scored once, unshifted)."""
+    k = check_tta_shifts(tta_shifts, step)
     return ScoredSet(
         clip_logits=clip_logits(logit_fn, fs.x, window, step),
         stream_logits=stream_logits(logit_fn, stream, window, step),
         kind=fs.kind, label=fs.y.astype(np.int64), phrase_start_frame=fs.phrase_start_frame,
         phrase_end_frame=fs.phrase_end_frame, stream_hours=stream_hours,
+        clip_logits_shifted=tuple(clip_logits(logit_fn, fs.x[:, j:], window, step) for j in range(1, k + 1)),
+        window_frames=int(window), step_frames=int(step), hop_s=float(hop_s), stream_segments=stream_segments,
     )
 
 
@@ -91,18 +135,85 @@ def operating_curve(
     return curve
 
 
+def fah_by_kind(detection_steps: np.ndarray, scored: ScoredSet, window: int, step: int) -> dict[str, dict[str, Any]]:
+    """False alarms per hour per kind of negative audio (SPEC 4.4 per kind).
+
+    A detection at stream step ``j`` is attributed to the segment type playing at the *centre* of its window,
+    ``(j * step + window / 2) * hop`` seconds into the concatenated stream (the window holds the audio that
+    triggered it; its end lags that audio by up to a window), mapped to a recording by the frame offsets of
+    ``scored.stream_segments`` and to the segment containing that time (none: the noise bed, "background").
+    The hours of a kind are the summed durations of its segments (background: recording length minus all
+    segments), so they add up to the stream's hours and the false alarms to the stream's false alarms.
+    Segment types are grouped by :data:`FAH_KIND_OF_SEGMENT`. Without a segment table the whole stream is
+    "unknown". Returns :func:`wakeword.metrics.false_alarm_rates_by_group` (kinds with no audio left out).
+    """
+    steps = np.asarray(detection_steps, dtype=np.int64)
+    table = scored.stream_segments
+    if table is None:
+        return metrics.false_alarm_rates_by_group({"unknown": int(steps.size)}, {"unknown": scored.stream_hours})
+    recs = table["recordings"]
+    hop = float(table["hop_s"])
+    centre = steps * step + window / 2.0  # frames from the start of the concatenated stream
+    offsets = np.array([r["frame_offset"] for r in recs], dtype=np.float64)
+    which = np.clip(np.searchsorted(offsets, centre, side="right") - 1, 0, len(recs) - 1)
+    events: dict[str, int] = {}
+    hours: dict[str, float] = {}
+    for i, rec in enumerate(recs):
+        duration = float(rec["duration_s"])
+        segs = sorted(rec["segments"], key=lambda x: float(x["start_s"]))
+        starts = np.array([float(x["start_s"]) for x in segs])
+        ends = np.array([float(x["end_s"]) for x in segs])
+        kinds = [FAH_KIND_OF_SEGMENT.get(str(x["type"]), "unknown") for x in segs]
+        for kind, a, b in zip(kinds, starts, ends):
+            hours[kind] = hours.get(kind, 0.0) + (b - a) / 3600.0
+        hours["background"] = hours.get("background", 0.0) + max(0.0, duration - float(np.sum(ends - starts))) / 3600.0
+        t = np.clip((centre[which == i] - offsets[i]) * hop, 0.0, duration)
+        j = np.searchsorted(starts, t, side="right") - 1
+        for jj, tt in zip(j.tolist(), t.tolist()):
+            kind = kinds[jj] if jj >= 0 and tt < ends[jj] else "background"
+            events[kind] = events.get(kind, 0) + 1
+    return metrics.false_alarm_rates_by_group(events, hours)
+
+
+def clip_latencies(
+    first_steps: list[int | None], phrase_end_frame: np.ndarray, window: int, step: int, hop_s: float,
+) -> tuple[np.ndarray, int]:
+    """Latency (s) of each detected clip that has a phrase end, and how many clips have one.
+
+    A detection at step ``j`` is made when the window of frames ``[j*step, j*step + window)`` is complete,
+    i.e. at frame ``j*step + window``; latency = ``(j*step + window - phrase_end_frame) * hop_s``, where
+    ``j`` is the clip's *first* detection (``first_steps[i]``, None when it has none). ``phrase_end_frame``
+    is the first frame whose analysis window reaches past the phrase's last sample, so this is the time from
+    the phrase end to the last sample of the detecting window, rounded up to the next hop (at most one hop,
+    10 ms, long). It is negative when the detector fires before the phrase has ended, reported as is.
+    """
+    ends = np.asarray(phrase_end_frame, dtype=np.int64)
+    has_end = ends >= 0
+    lat = [(j * step + window - int(e)) * hop_s for j, e in zip(first_steps, ends.tolist())
+           if e >= 0 and j is not None]
+    return np.asarray(lat, dtype=np.float64), int(has_end.sum())
+
+
 def evaluate_scored(
     scored: ScoredSet, temperature: float, threshold: float, target_fah: float, det: DetectorParams,
     step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """Every headline metric at the calibrated operating point, plus the FAH/recall curve rows."""
+    """Every headline metric at the calibrated operating point, plus the FAH/recall curve rows.
+
+    Beyond SPEC 4.4/4.5: ``fah_by_kind`` (:func:`fah_by_kind`), ``latency`` on positive clips
+    (:func:`clip_latencies`, :func:`wakeword.metrics.latency_summary`; only when the scored set knows its
+    window and step), ``confusion_matrix`` (clips per kind detected / not detected at the threshold) and
+    ``tta_shifts`` (test-time augmentation used for the clip metrics, 0 = off).
+    """
     cfg = DetectorConfig.from_params(det, threshold, step_ms)
     probs = scored.clip_probs(temperature)
     clip_scores = probs.max(axis=1)
-    detected = np.array([detect(p, cfg).shape[0] > 0 for p in probs])
+    fired = [detect(p, cfg) for p in probs]
+    detected = np.array([f.shape[0] > 0 for f in fired], dtype=bool)
     labels = scored.label
     stream_probs = scored.stream_probs(temperature)
-    stream_events = int(detect(stream_probs, cfg).shape[0])
+    stream_fired = detect(stream_probs, cfg)
+    stream_events = int(stream_fired.shape[0])
 
     out: dict[str, Any] = {"threshold": float(threshold), "target_fah": float(target_fah)}
     fa = metrics.false_alarm_rate(stream_events, scored.stream_hours)
@@ -129,6 +240,19 @@ def evaluate_scored(
         "positive_clips": int((labels == 1).sum()), "negative_clips": int((labels == 0).sum()),
         "confusable_clips": int(conf.sum()), "stream_windows": int(scored.stream_logits.shape[0]),
     }
+    window, step = scored.window_frames, scored.step_frames
+    if scored.stream_segments is None or (window is not None and step is not None):
+        out["fah_by_kind"] = fah_by_kind(stream_fired, scored, window or 0, step or 0)
+    if window is not None and step is not None:
+        pos = np.flatnonzero(labels == 1)
+        lat, n_with_end = clip_latencies([int(fired[i][0]) if fired[i].size else None for i in pos],
+                                         scored.phrase_end_frame[pos], window, step, scored.hop_s)
+        out["latency"] = metrics.latency_summary(lat, n_with_end)
+    names = {code: name for name, code in KIND_CODES.items()}
+    kinds = np.array([names.get(int(c), str(int(c))) for c in scored.kind])
+    rows_of = list(CONFUSION_KINDS) + [k for k in KIND_CODES if k not in CONFUSION_KINDS and (kinds == k).any()]
+    out["confusion_matrix"] = metrics.confusion_by_kind(kinds, detected, rows_of)
+    out["tta_shifts"] = len(scored.clip_logits_shifted)
     conf_curve = curve.get("confusable_false_accept_rate", np.zeros_like(curve["threshold"]))
     rows = [
         {"threshold": float(t), "fah": float(f), "recall": float(r), "miss_rate": float(1.0 - r),
@@ -145,18 +269,75 @@ def evaluation_splits(features_dir: Path) -> list[str]:
     return ["test"] + (["heldout"] if "heldout" in splits else [])
 
 
+def load_stream_segments(features_dir: Path, split: str, n_frames: int) -> dict[str, Any] | None:
+    """The split stream's segment table (``streams/<split>.segments.json``, written by featurize), checked
+    against the stream's ``n_frames``; None for a feature store made before featurize wrote one."""
+    import json
+
+    meta = read_index(features_dir).get("streams", {}).get(split, {})
+    if "segments" not in meta:
+        return None
+    path = features_dir / str(meta["segments"])
+    try:
+        table = json.loads(path.read_text())
+        recs = table["recordings"]
+        float(table["hop_s"])
+        covered = 0
+        for r in recs:
+            if int(r["frame_offset"]) != covered:
+                raise ValueError(f"recording {r['path']} starts at frame {r['frame_offset']}, expected {covered}")
+            covered += int(r["frames"])
+            float(r["duration_s"])
+            for seg in r["segments"]:
+                float(seg["start_s"]), float(seg["end_s"]), str(seg["type"])
+        if not recs or covered != n_frames:
+            raise ValueError(f"the recordings cover {covered} frames, the stream has {n_frames}")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise FeatureSetError(f"{path}: unusable stream segment table ({exc})") from None
+    return table
+
+
 def evaluate_split(
     logit_fn: LogitFn, features_dir: Path, split: str, calibration: dict[str, Any], det: DetectorParams,
-    step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
-) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    step_ms: int, thresholds: np.ndarray, max_on_fraction: float, tta_shifts: int = 0,
+) -> tuple[dict[str, Any], list[dict[str, float]], dict[str, list[dict[str, Any]]]]:
     """Score one split's clips and stream with ``logit_fn`` and compute every metric at the calibrated
-    operating point (:func:`evaluate_scored`)."""
+    operating point (:func:`evaluate_scored`). ``tta_shifts`` (``calibrate.tta_shifts``): test-time
+    augmentation of the clip scores, 0 = off (:meth:`ScoredSet.clip_probs`). Returns the metrics, the
+    FAH/recall curve rows and the other plot rows (:func:`plot_rows`)."""
     index = read_index(features_dir)
+    step = int(index["step_frames"])
+    check_tta_shifts(tta_shifts, step)  # before the scoring work
     stream, hours = load_stream(features_dir, split)
-    scored = score_set(logit_fn, load_split(features_dir, split), stream, hours, int(index["window_frames"]),
-                       int(index["step_frames"]))
-    return evaluate_scored(scored, calibration["temperature"], calibration["threshold"], calibration["target_fah"],
-                           det, step_ms, thresholds, max_on_fraction)
+    segments = load_stream_segments(features_dir, split, int(stream.shape[0]))
+    hop_s = float(segments["hop_s"]) if segments is not None else 0.01
+    scored = score_set(logit_fn, load_split(features_dir, split), stream, hours, int(index["window_frames"]), step,
+                       tta_shifts, hop_s=hop_s, stream_segments=segments)
+    result, rows = evaluate_scored(scored, calibration["temperature"], calibration["threshold"],
+                                   calibration["target_fah"], det, step_ms, thresholds, max_on_fraction)
+    return result, rows, plot_rows(scored, calibration["temperature"])
+
+
+PLOT_KINDS = ("curve", "roc", "det", "hist")
+
+
+def plot_files(model: str, split: str, curve: list[dict[str, float]],
+               other: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """File name -> rows for one model ("float", "int8") and split: ``<model>[_heldout]_<kind>.json``; the
+    held-out files exist (empty) even without a held-out split, so the outputs DVC expects are always there."""
+    prefix = model if split == "test" else f"{model}_{split}"
+    files: dict[str, list[dict[str, Any]]] = {f"{prefix}_curve.json": list(curve)}
+    files.update({f"{prefix}_{kind}.json": rows for kind, rows in other.items()})
+    if split == "test":
+        files.update({f"{model}_heldout_{kind}.json": [] for kind in PLOT_KINDS})
+    return files
+
+
+def plot_rows(scored: ScoredSet, temperature: float) -> dict[str, list[dict[str, Any]]]:
+    """Per-clip ROC, DET and score-histogram rows (clip score = max calibrated window probability)."""
+    scores = scored.clip_probs(temperature).max(axis=1)
+    return {"roc": plots.roc_rows(scored.label, scores), "det": plots.det_rows(scored.label, scores),
+            "hist": plots.score_histogram_rows(scores, scored.kind)}
 
 
 def labeled_windows(scored: ScoredSet, window: int, step: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,6 +377,15 @@ def calibrate_scored(
         "window_frames": int(window),
         "step_frames": int(step),
     }
+
+
+def reliability_plot_rows(scored: ScoredSet, n_frames: int, window: int, step: int,
+                          temperature: float) -> list[dict[str, Any]]:
+    """Reliability-diagram rows of the labelled validation windows before and after temperature scaling
+    (the same windows and binning as the ECE in :func:`calibrate_scored`)."""
+    logits, labels = labeled_windows(scored, window, step, n_frames)
+    return (plots.reliability_rows(probabilities(logits, 1.0), labels, series="before")
+            + plots.reliability_rows(probabilities(logits, temperature), labels, series="after"))
 
 
 class CalibrationError(ValueError):

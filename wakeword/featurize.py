@@ -294,6 +294,59 @@ def stream_features(path: Path, fp: FeatureParams, sample_rate_hz: int) -> tuple
     return feats, info.frames / sample_rate_hz / 3600.0
 
 
+#: Segment types a stream's JSON may name (the demo streams' ``segments[].type``; "unknown" for audio whose
+#: content is not known). The time no segment covers is the noise bed, type "background".
+SEGMENT_TYPES = ("speech", "confusable", "music", "noise", "household", "hum", "babble", "unknown")
+_SEGMENT_OVERLAP_S = 1e-3  # segment times are rounded (0.1 ms); overlaps up to this are rounding, not errors
+
+
+def stream_segments(wav: Path, duration_s: float, sample_rate_hz: int) -> tuple[list[dict[str, Any]], str | None]:
+    """What plays when in a negative recording: ``([{start_s, end_s, type}, ...], json_name)``.
+
+    A demo stream has a JSON beside its wav (``streams/test.wav`` -> ``streams/test.json``) whose ``segments``
+    list the inserted speech, confusables, music, noise, household sounds, hum and babble; they are checked
+    (finite, 0 <= start < end, inside the recording, no overlaps beyond rounding, types from
+    :data:`SEGMENT_TYPES`), sorted and clipped to the recording. A recording without such a JSON (own
+    streams) is one segment of type "unknown" covering all of it. Times not covered by a segment are the
+    noise bed ("background"); evaluation attributes each false alarm on the stream to a type with this table.
+    """
+    js = wav.with_suffix(".json")
+    if not js.exists():
+        return [{"start_s": 0.0, "end_s": float(duration_s), "type": "unknown"}], None
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+        raw = meta["segments"]
+        if not isinstance(raw, list):
+            raise TypeError("'segments' is not a list")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise FeaturizeError(f"{js}: not a usable stream segment file ({exc})") from None
+    n_samples = meta.get("n_samples") if isinstance(meta, dict) else None
+    if isinstance(n_samples, (int, float)) and abs(n_samples - duration_s * sample_rate_hz) > 1:
+        raise FeaturizeError(f"{js}: describes {n_samples} samples but {wav.name} has "
+                             f"{round(duration_s * sample_rate_hz)}; the JSON belongs to another recording")
+    segs: list[dict[str, Any]] = []
+    for i, seg in enumerate(raw):
+        try:
+            start, end, kind = float(seg["start_s"]), float(seg["end_s"]), seg["type"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FeaturizeError(f"{js}: segment {i} needs numeric start_s, end_s and a type ({exc!r})") from None
+        if not (np.isfinite(start) and np.isfinite(end) and 0.0 <= start < end):
+            raise FeaturizeError(f"{js}: segment {i} has start_s={start}, end_s={end}; need 0 <= start_s < end_s")
+        if kind not in SEGMENT_TYPES:
+            raise FeaturizeError(f"{js}: segment {i} has type {kind!r}; allowed: {', '.join(SEGMENT_TYPES)}")
+        if start >= duration_s or end > duration_s + 0.01:
+            raise FeaturizeError(f"{js}: segment {i} ({start}-{end} s) lies past the end of {wav.name} "
+                                 f"({duration_s:.3f} s)")
+        segs.append({"start_s": start, "end_s": min(end, float(duration_s)), "type": kind})
+    segs.sort(key=lambda s: s["start_s"])
+    for i in range(1, len(segs)):
+        prev, cur = segs[i - 1], segs[i]
+        if cur["start_s"] < prev["end_s"] - _SEGMENT_OVERLAP_S:
+            raise FeaturizeError(f"{js}: segments at {prev['start_s']} s and {cur['start_s']} s overlap")
+        cur["start_s"] = max(cur["start_s"], prev["end_s"])
+    return [s for s in segs if s["end_s"] > s["start_s"]], js.name
+
+
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -308,7 +361,9 @@ def featurize(
 
     Splits: train, val, test, and heldout when the split stage wrote one (clips and stream of engines
     that no other split contains). ``roots`` maps each data source (``synth``, ``own``) to its directory.
-    Several streams in one split (demo and own recordings) are featurized one by one and concatenated.
+    Several streams in one split (demo and own recordings) are featurized one by one and concatenated;
+    ``out_dir/streams/<split>.segments.json`` records each recording's frame offset in the concatenation and
+    what plays when in it (:func:`stream_segments`), so false alarms can be counted per kind of audio.
     """
     tmp_out = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp_out, ignore_errors=True)
@@ -355,21 +410,34 @@ def featurize(
         del pools
         counts = {kind: int(sum(1 for c in kinds if c == code)) for kind, code in KIND_CODES.items()}
         index["splits"][split] = {"shards": shards, "examples": len(kinds), "per_kind": counts}
-        parts, stream_hours, sources = [], 0.0, []
+        parts, stream_hours, sources, recordings, frame_offset = [], 0.0, [], [], 0
         for item in items:
             if item.kind == "stream":
-                feats, hours = stream_features(resolve(item_root(roots, item), item), fp, audio.sample_rate_hz)
+                wav = resolve(item_root(roots, item), item)
+                duration_s = sf.info(str(wav)).frames / audio.sample_rate_hz
+                segments, segments_from = stream_segments(wav, duration_s, audio.sample_rate_hz)  # before the work
+                feats, hours = stream_features(wav, fp, audio.sample_rate_hz)
                 if feats.shape[0] < window_frames:
                     raise FeaturizeError(f"{item.path}: stream shorter than one model window")
                 parts.append(feats.astype(np.float32))
                 stream_hours += hours
                 sources.append(item.path)
+                recordings.append({
+                    "path": item.path, "root": str(item.extra.get("root", "synth")), "frame_offset": frame_offset,
+                    "frames": int(feats.shape[0]), "duration_s": hours * 3600.0, "segments_from": segments_from,
+                    "segments": segments,
+                })
+                frame_offset += int(feats.shape[0])
         if parts:
             (tmp_out / "streams").mkdir(exist_ok=True)
             feats = np.concatenate(parts)
             np.save(tmp_out / "streams" / f"{split}.npy", feats)
+            hop_s = fp.hop_ms / 1000.0
+            table = {"hop_s": hop_s, "frames": int(feats.shape[0]), "recordings": recordings}
+            (tmp_out / "streams" / f"{split}.segments.json").write_text(json.dumps(table, indent=1) + "\n")
             index["streams"][split] = {"path": f"streams/{split}.npy", "hours": stream_hours,
-                                       "frames": int(feats.shape[0]), "recordings": sources}
+                                       "frames": int(feats.shape[0]), "recordings": sources,
+                                       "segments": f"streams/{split}.segments.json", "hop_s": hop_s}
         log.info("%s: %d examples %s", split, len(kinds), counts)
     for split in splits[1:]:
         if split not in index["streams"]:

@@ -22,9 +22,12 @@ from sklearn.metrics import roc_auc_score, roc_curve
 __all__ = [
     "area_under_recall_fah",
     "binary_metrics",
+    "confusion_by_kind",
     "eer",
     "expected_calibration_error",
     "false_alarm_rate",
+    "false_alarm_rates_by_group",
+    "latency_summary",
     "operating_curve",
     "pauc_norm",
     "pauc_std",
@@ -127,6 +130,75 @@ def false_alarm_rate(n_events: int, hours: float, conf: float = 0.95) -> dict[st
         "false_alarms": int(n_events),
         "negative_hours": hours,
     }
+
+
+def false_alarm_rates_by_group(
+    events: Mapping[str, int], hours: Mapping[str, float], conf: float = 0.95,
+) -> dict[str, dict[str, float | int]]:
+    """FAH per kind of negative audio: ``{group: {false_alarms, hours, fah, fah_ci_low, fah_ci_high}}``.
+
+    ``hours[g]`` is how much audio of group ``g`` the stream holds, ``events[g]`` how many false alarms were
+    attributed to it; ``fah = events / hours`` with the Garwood interval of :func:`poisson_interval`. Groups
+    with no audio (0 hours) are left out; a false alarm in a group without audio is an error.
+    """
+    out: dict[str, dict[str, float | int]] = {}
+    for group in sorted(set(events) | set(hours)):
+        h = float(hours.get(group, 0.0))
+        k = events.get(group, 0)
+        if not (math.isfinite(h) and h >= 0.0):
+            raise ValueError(f"hours of {group!r} must be finite and >= 0, got {h}")
+        if h == 0.0:
+            if k:
+                raise ValueError(f"{k} false alarm(s) attributed to {group!r}, which has no audio")
+            continue
+        r = false_alarm_rate(k, h, conf)
+        out[group] = {"false_alarms": r["false_alarms"], "hours": h, "fah": r["fah"],
+                      "fah_ci_low": r["fah_ci_low"], "fah_ci_high": r["fah_ci_high"]}
+    return out
+
+
+def latency_summary(latency_s: Any, n_clips: int) -> dict[str, float | int | None]:
+    """Detection latency over positive clips: ``latency_s`` holds one value per *detected* clip (seconds from
+    the phrase's end to the detection; negative when the detector fired before the phrase ended), out of
+    ``n_clips`` positive clips.
+
+    Returns ``n_clips``, ``n_detected``, ``detected_share`` (n_detected / n_clips, 0.0 without clips),
+    ``median_s``, ``p95_s`` (numpy's linear-interpolation percentile), ``mean_s``, ``min_s``, ``max_s`` and
+    ``early_share`` (share of detected clips with latency < 0). The statistics are ``None`` when nothing
+    was detected (no NaN in metrics files).
+    """
+    lat = np.asarray(latency_s, dtype=np.float64).ravel()
+    if not np.isfinite(lat).all():
+        raise ValueError("latencies must be finite")
+    if isinstance(n_clips, bool) or not isinstance(n_clips, (int, np.integer)) or n_clips < lat.size:
+        raise ValueError(f"n_clips must be an integer >= the {lat.size} detected clip(s), got {n_clips!r}")
+    n = int(n_clips)
+    out: dict[str, float | int | None] = {"n_clips": n, "n_detected": int(lat.size),
+                                          "detected_share": lat.size / n if n else 0.0}
+    if lat.size == 0:
+        out.update(dict.fromkeys(("median_s", "p95_s", "mean_s", "min_s", "max_s", "early_share")))
+        return out
+    out.update({"median_s": float(np.median(lat)), "p95_s": float(np.percentile(lat, 95)),
+                "mean_s": float(lat.mean()), "min_s": float(lat.min()), "max_s": float(lat.max()),
+                "early_share": float((lat < 0).mean())})
+    return out
+
+
+def confusion_by_kind(kinds: Any, detected: Any, names: Any) -> dict[str, dict[str, int]]:
+    """Clip counts per kind and decision: ``{name: {"detected": n, "not_detected": m}}`` for every name in
+    ``names`` (zeros for a kind with no clips). ``kinds[i]`` is clip i's kind, ``detected[i]`` whether the
+    detector fired on it; a clip whose kind is not in ``names`` is an error (it would silently vanish)."""
+    k = np.asarray(kinds)
+    d = np.asarray(detected)
+    if k.ndim != 1 or d.shape != k.shape:
+        raise ValueError(f"kinds and detected must be 1-D and equally long, got {k.shape} and {d.shape}")
+    d = d.astype(bool)
+    names = list(names)
+    unknown = sorted({str(x) for x in k.tolist()} - {str(n) for n in names})
+    if unknown:
+        raise ValueError(f"clips of kind(s) {unknown} are not among {names}")
+    return {str(n): {"detected": int(np.sum((k == n) & d)), "not_detected": int(np.sum((k == n) & ~d))}
+            for n in names}
 
 
 # ------------------------------------------------------------------------------------ per-clip ranking

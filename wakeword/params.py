@@ -9,6 +9,7 @@ narrow section they need, never the whole tree.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -287,6 +288,9 @@ class CalibrateParams(_Section):
     temperature_iters: int = Field(50, ge=1, le=1000)
     temperature_lr: float = Field(0.01, gt=0.0, le=1.0)
     max_stream_on_fraction: float = Field(0.02, gt=0.0, le=1.0)
+    # evaluate/tflite: test-time augmentation of the clip metrics (clips also scored shifted by 1..k frames,
+    # per-step probabilities averaged); 0 = off. Must be < the detector step in frames (Params check).
+    tta_shifts: int = Field(0, ge=0, le=50)
 
 
 class QuantizeParams(_Section):
@@ -298,6 +302,56 @@ class ExportParams(_Section):
     min_decision_agreement: float = Field(0.95, ge=0.0, le=1.0)
     max_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
     max_arena_kb: int = Field(1024, ge=8, le=65536)
+
+
+class PlatformProfile(_Section):
+    """One target board (SPEC 4.7): its totals and the share of them the wake-word model may use."""
+
+    name: str = Field(min_length=1, max_length=60)
+    flash_kb: int = Field(ge=1, le=1 << 24)
+    ram_kb: int = Field(ge=1, le=1 << 24)
+    max_flash_kb: int = Field(0, ge=0, le=1 << 24)
+    max_ram_kb: int = Field(0, ge=0, le=1 << 24)
+
+    @model_validator(mode="after")
+    def _within_device(self) -> PlatformProfile:
+        for key, target, total in (("max_flash_kb", self.max_flash_kb, self.flash_kb),
+                                   ("max_ram_kb", self.max_ram_kb, self.ram_kb)):
+            if target > total:
+                device_key = key.removeprefix("max_")
+                raise ValueError(f"{key} ({target}) must not exceed the device's {device_key} ({total}); "
+                                 "0 = no limit beyond the device")
+        return self
+
+
+def _default_platforms() -> dict[str, PlatformProfile]:
+    return {
+        "esp32_s3": PlatformProfile(name="ESP32-S3", flash_kb=4096, ram_kb=512, max_flash_kb=64, max_ram_kb=48),
+        "rpi_pico": PlatformProfile(name="Raspberry Pi Pico", flash_kb=2048, ram_kb=264, max_flash_kb=64,
+                                    max_ram_kb=48),
+        "nano33_ble": PlatformProfile(name="Arduino Nano 33 BLE", flash_kb=1024, ram_kb=256, max_flash_kb=64,
+                                      max_ram_kb=48),
+    }
+
+
+class DeployParams(_Section):
+    """What the tflite stage checks and writes beside the model: per-platform size targets, the ESPHome-style
+    manifest's metadata."""
+
+    fail_on_exceed: bool = False
+    author: str = Field("wakeword", min_length=1, max_length=100)
+    website: str = Field("", max_length=300, pattern=r"^(|https?://\S+)$")
+    trained_languages: list[Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]] = Field(
+        default_factory=lambda: ["en"], min_length=1)
+    platforms: dict[str, PlatformProfile] = Field(default_factory=_default_platforms)
+
+    @model_validator(mode="after")
+    def _platform_keys(self) -> DeployParams:
+        for key in self.platforms:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", key):
+                raise ValueError(f"platform key {key!r} must be lower-case letters, digits and underscores, starting "
+                                 "with a letter (dvc exp run -S cannot address keys with dashes or dots)")
+        return self
 
 
 class Params(_Section):
@@ -314,6 +368,7 @@ class Params(_Section):
     calibrate: CalibrateParams = CalibrateParams()
     quantize: QuantizeParams = QuantizeParams()
     export: ExportParams = ExportParams()
+    deploy: DeployParams = DeployParams()
 
     @model_validator(mode="after")
     def _step_is_whole_frames(self) -> Params:
@@ -322,6 +377,12 @@ class Params(_Section):
             raise ValueError(
                 f"audio.step_ms ({self.audio.step_ms}) must be a whole number of feature hops "
                 f"(features.hop_ms = {self.features.hop_ms})"
+            )
+        step_frames = round(frames)
+        if self.calibrate.tta_shifts >= step_frames:
+            raise ValueError(
+                f"calibrate.tta_shifts ({self.calibrate.tta_shifts}) must be less than the detector step in "
+                f"frames (audio.step_ms / features.hop_ms = {step_frames}); allowed 0-{step_frames - 1}"
             )
         return self
 
