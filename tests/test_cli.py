@@ -155,16 +155,9 @@ def test_cli_imports_without_torch() -> None:
     import subprocess
     import sys
 
-    blocker = (
-        "import sys\n"
-        "class _NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n"
-        "from wakeword.cli import main\n"
-        "main()\n"
-    )
+    from _support import TORCH_BLOCKER
+
+    blocker = TORCH_BLOCKER + "from wakeword.cli import main\nmain()\n"
     res = subprocess.run([sys.executable, "-c", blocker, "--help"], capture_output=True, text=True, timeout=120,
                          check=False)
     assert res.returncode == 0, res.stderr[-2000:]

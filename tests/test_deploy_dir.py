@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _support import TORCH_BLOCKER
 
 from wakeword.cmvn import compute_cmvn
 from wakeword.deploy import (
@@ -38,16 +39,6 @@ from wakeword.runtime import MANIFEST_NAME, DeployedModel
 from wakeword.scoring import sliding_windows
 from wakeword.size import arena_allocates, measure_arena_bytes, rough_size_estimate
 
-#: Makes every ``import torch`` (and torch.*) fail in a subprocess; setting sys.modules['torch'] = None
-#: instead would break scipy, which probes for torch. Same as tests/test_integration.py.
-TORCH_BLOCKER = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-)
 PHRASE = "hey jarvis"
 
 

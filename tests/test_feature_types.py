@@ -219,13 +219,10 @@ def test_runtime_feeds_the_pipelines_features(fp: FeatureParams) -> None:
 
 
 def test_runtime_features_need_no_torch(tmp_path: Path) -> None:
-    code = (
-        "import sys, json\n"
-        "class _NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n"
+    from _support import TORCH_BLOCKER
+
+    code = TORCH_BLOCKER + (
+        "import json\n"
         "import numpy as np\n"
         "import wakeword.runtime\n"
         "from wakeword.features import compute_features\n"

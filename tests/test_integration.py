@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,44 +16,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-
-from wakeword.params import merge_overrides
+from _support import TORCH_BLOCKER, run, tiny_pipeline_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", WAKEWORD_LOG="WARNING")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("stages", "wakeword"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    (repo / "data" / "raw").mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
-    params = merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                             yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text()))
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.email", "ci@example.com"], repo)
-    run(["git", "config", "user.name", "CI"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.autostage", "true"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny pipeline"], repo)
-    run(["dvc", "repro"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "first run"], repo)
-    return repo
+    return tiny_pipeline_repo(tmp_path_factory.mktemp("pipeline"))
 
 
 def _number(d: dict, key: str) -> float:
@@ -151,18 +119,6 @@ def test_experiment_reruns_only_train_and_after(repo: Path) -> None:
     assert "one-epoch" in json.dumps(shown)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "--json"], repo).stdout)
     assert diff["metrics/train.json"]["epochs"]["diff"] == -1
-
-
-# An import hook that makes `import torch` fail (setting sys.modules['torch'] = None would break scipy,
-# which probes sys.modules for array libraries).
-TORCH_BLOCKER = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-)
 
 
 def _positive_clip(repo: Path) -> tuple[np.ndarray, int]:

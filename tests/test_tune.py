@@ -5,19 +5,16 @@ experiments, its resumption, and a queued two-experiment sweep (`dvc exp run --q
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from _support import run, tiny_pipeline_repo
 
 from wakeword import tune as t
-from wakeword.params import Params, merge_overrides
+from wakeword.params import Params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -310,38 +307,10 @@ def test_cli_refuses_bad_space_and_metric(tmp_path: Path, monkeypatch: pytest.Mo
 # ------------------------------------------------------------------------------- end to end (tiny profile)
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1", WAKEWORD_LOG="WARNING")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny-profile pipeline, run once and committed (as in tests/test_integration.py)."""
-    repo = tmp_path_factory.mktemp("tune")
-    for name in ("stages", "wakeword"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    (repo / "data" / "raw").mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
-    params = merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                             yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text()))
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.email", "ci@example.com"], repo)
-    run(["git", "config", "user.name", "CI"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.autostage", "true"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny pipeline"], repo)
-    run(["dvc", "repro"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "first run"], repo)
-    return repo
+    """The tiny-profile pipeline, run once and committed (tests/_support.py)."""
+    return tiny_pipeline_repo(tmp_path_factory.mktemp("tune"))
 
 
 def experiments(repo: Path) -> dict[str, dict[str, Any]]:
