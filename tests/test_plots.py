@@ -243,6 +243,19 @@ def test_render_all_every_plot_and_report(tmp_path):
     assert plots.render_all(tmp_path / "nothing", tmp_path / "img") == []
 
 
+def test_render_all_skips_empty_plot_files(tmp_path):
+    """A run without a held-out set writes its held-out plot files empty (in a subdirectory, as the stages do):
+    they render nothing, the others render as before."""
+    m = _metrics_dir(tmp_path)
+    (m / "plots" / "int8").mkdir()
+    for kind in ("curve", "roc", "det", "hist"):
+        plots.write_rows(m / "plots" / "int8" / f"int8_heldout_{kind}.json", [])
+    plots.write_rows(m / "plots" / "int8" / "int8_curve.json", json.loads((m / "plots" / "float_curve.json").read_text()))
+    out = plots.render_all(m, m / "images")
+    assert [p.name for p in out] == ["fah_recall.png", "roc.png", "det.png", "reliability.png",
+                                     "float_hist.png", "training.png"]
+
+
 def test_render_all_names_bad_rows_file(tmp_path):
     m = _metrics_dir(tmp_path)
     (m / "plots" / "float_roc.json").write_text('{"fpr": 1}')

@@ -603,7 +603,9 @@ def render_all(metrics_dir: str | Path, out_dir: str | Path, fmt: str = "png") -
         return sorted(plots.rglob(pattern)) if plots.is_dir() else []
 
     def curves(pattern: str) -> dict[str, list[dict[str, Any]]]:
-        return {_curve_name(f, pattern[1:]): _read_rows(f) for f in files(pattern)}
+        """Non-empty row files only: an empty file is a plot the run had no data for (no held-out set)."""
+        found = {_curve_name(f, pattern[1:]): _read_rows(f) for f in files(pattern)}
+        return {name: rows for name, rows in found.items() if rows}
 
     fah, roc, det = curves(CURVE_GLOB), curves(ROC_GLOB), curves(DET_GLOB)
     domain = sorted({*fah, *roc, *det})  # one colour per curve name on every chart
@@ -621,6 +623,8 @@ def render_all(metrics_dir: str | Path, out_dir: str | Path, fmt: str = "png") -
         jobs.append(("reliability", reliability_spec(rows)))
     for f in files(HIST_GLOB):
         name = f.name[: -len(".json")]
+        if not _read_rows(f):
+            continue
         jobs.append((name, histogram_spec(_read_rows(f), threshold,
                                           f"Clip scores by kind ({_curve_name(f, HIST_GLOB[1:])})")))
     tsv_dir = metrics_dir / TRAIN_TSV_DIR
