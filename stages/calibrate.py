@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from stages._common import load, params_option, round_floats, stage, write_json
+from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import load_cmvn
 from wakeword.evaluation import calibrate_scored, reliability_plot_rows, score_set
 from wakeword.featureset import load_split, load_stream, read_index
-from wakeword.train import load_checkpoint, torch_logit_fn
+from wakeword.train import torch_logit_fn
 
 log = logging.getLogger("calibrate")
 

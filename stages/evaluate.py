@@ -10,9 +10,10 @@ import click
 
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.calibration import threshold_grid
+from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import load_cmvn
 from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration, plot_files
-from wakeword.train import load_checkpoint, torch_logit_fn
+from wakeword.train import torch_logit_fn
 
 
 @click.command()

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from stages._common import load, params_option, round_floats, stage, write_json
+from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import load_cmvn
 from wakeword.deploy import export_onnx_models, sample_windows
 from wakeword.featureset import load_split, read_index
-from wakeword.train import load_checkpoint
 
 
 @click.command()

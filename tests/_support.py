@@ -43,8 +43,9 @@ def tiny_pipeline_repo(repo: Path) -> Path:
     for name in ("stages", "wakeword"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    (repo / "data" / "raw").mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "raw" / "README.md", repo / "data" / "raw" / "README.md")
+    for keep in ("data/raw/README.md", "teachers/README.md", "models/.gitignore"):
+        (repo / keep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / keep, repo / keep)
     params = merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()),
                              yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

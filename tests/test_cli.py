@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from wakeword.cli import main
@@ -99,8 +101,8 @@ def test_estimate_is_labelled_and_matches_the_model() -> None:
     from wakeword.params import Params
 
     p = Params()
-    model = build_model(p.model, feature_dim(p.features))
     window = frames_for(p.audio.clip_samples, p.features)
+    model = build_model(p.model, feature_dim(p.features), window)
     n_params, macs = count_parameters(model), count_macs(model, window)
 
     text = CliRunner().invoke(main, ["estimate", "--params", str(ROOT / "params.yaml")])
@@ -129,7 +131,7 @@ def test_estimate_is_labelled_and_matches_the_model() -> None:
 def test_estimate_reports_a_platform_the_model_misses(tmp_path: Path) -> None:
     import yaml
 
-    params = {"model": {"channels": 96},
+    params = {"model": {"ds_tcn": {"channels": 96}},
               "deploy": {"platforms": {"tiny_mcu": {"name": "Tiny MCU", "flash_kb": 256, "ram_kb": 64,
                                                     "max_flash_kb": 32, "max_ram_kb": 0}}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -141,11 +143,27 @@ def test_estimate_reports_a_platform_the_model_misses(tmp_path: Path) -> None:
     assert "Tiny MCU" in text.output and text.output.rstrip().splitlines()[-3].endswith("NO")
 
 
+def test_estimate_describes_every_arch(tmp_path: Path) -> None:
+    import yaml
+
+    from wakeword.models import describe
+    from wakeword.params import ARCHS, ModelParams
+
+    for arch in ARCHS:
+        path = tmp_path / f"{arch}.yaml"
+        path.write_text(yaml.safe_dump({"model": {"arch": arch}}))
+        res = CliRunner().invoke(main, ["estimate", "--params", str(path)])
+        assert res.exit_code == 0, (arch, res.output)
+        model_line = next(line for line in res.output.splitlines() if line.startswith("model "))
+        want = describe(ModelParams(arch=arch))
+        assert model_line.split(maxsplit=1)[1] == want and want.startswith(f"{arch}: ")
+
+
 def test_estimate_refuses_bad_params(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("model:\n  channels: 2\n")
+    (tmp_path / "bad.yaml").write_text("model:\n  ds_tcn:\n    channels: 2\n")
     res = CliRunner().invoke(main, ["estimate", "--params", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 1
-    assert "model.channels = 2" in res.output and "greater than or equal to 4" in res.output
+    assert "model.ds_tcn.channels = 2" in res.output and "greater than or equal to 4" in res.output
     assert "ESTIMATE" not in res.output
     missing = CliRunner().invoke(main, ["estimate", "--params", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 1 and "cannot read params file" in missing.output
@@ -170,3 +188,23 @@ def test_plots_template_has_no_external_scripts(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert "{plot_divs}" in html and "<script src=" not in html and "cdn." not in html and len(html) > 100_000
+
+
+def test_lr_find_writes_the_curve_and_suggests_a_rate(tmp_path: Path) -> None:
+    from tests.test_train_resume import _features
+
+    _features(tmp_path)
+    out = tmp_path / "lr"
+    res = CliRunner().invoke(main, ["lr-find", "--params", str(tmp_path / "params.yaml"), "--features-dir",
+                                    str(tmp_path / "features"), "--cmvn", str(tmp_path / "cmvn.json"), "--out",
+                                    str(out), "--steps", "12", "--start", "1e-5", "--end", "1e-1"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "lr_finder.json").read_text())
+    assert 5 <= len(rows) <= 12 and rows[0]["lr"] == pytest.approx(1e-5)
+    assert all(b["lr"] > a["lr"] for a, b in itertools.pairwise(rows))
+    assert (out / "lr_finder.png").read_bytes()[:4] == b"\x89PNG"
+    suggested = float(res.output.strip().splitlines()[-1].split("suggested peak lr: ")[1].split()[0])
+    assert any(abs(r["lr"] - suggested) / suggested < 0.01 for r in rows)
+    bad = CliRunner().invoke(main, ["lr-find", "--features-dir", str(tmp_path / "nowhere"), "--params",
+                                    str(tmp_path / "params.yaml")])
+    assert bad.exit_code != 0 and "nowhere" in bad.output

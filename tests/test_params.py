@@ -17,12 +17,19 @@ def test_defaults_load() -> None:
     "data, key, fragment",
     [
         ({"train": {"lr": -1}}, "train.lr = -1", "greater than 0"),
-        ({"train": {"lerning_rate": 0.1}}, "train.lerning_rate", "allowed keys: batch_size"),
+        ({"train": {"lerning_rate": 0.1}}, "train.lerning_rate", "allowed keys: balanced_batches, batch_ratio, batch_size"),
         ({"trian": {}}, "trian", "unknown key in the top level"),
         ({"split": {"train": 0.8, "val": 0.15, "test": 0.15}}, "split", "must be 1.0"),
         ({"detector": {"vote_threshold": 6}}, "detector", "must not exceed vote_window"),
         ({"augment": {"snr_db": [20, 5]}}, "augment", "low <= high"),
-        ({"model": {"kernel_size": 4}}, "model", "must be odd"),
+        ({"model": {"ds_tcn": {"kernel_size": 4}}}, "model.ds_tcn", "kernel_size must be odd"),
+        ({"model": {"arch": "transformer"}}, "model.arch = 'transformer'", "'ds_tcn', 'tiny_conv'"),
+        ({"model": {"rnn": {"hidden": 3}}}, "model.rnn.hidden", "allowed keys: bidirectional, hidden_size"),
+        ({"train": {"qat": {"enabled": True, "start_epoch": 20}}}, "train", "qat.start_epoch (20) must be < epochs"),
+        ({"train": {"batch_ratio": [1, -1, 1]}}, "train", "batch_ratio must be three non-negative"),
+        ({"train": {"balanced_batches": True, "batch_ratio": [0, 1, 1]}}, "train", "positive share must be > 0"),
+        ({"train": {"distill": {"teacher": "../elsewhere/model.pt"}}}, "train", "relative path inside the repository"),
+        ({"train": {"loss": {"type": "hinge"}}}, "train.loss.type = 'hinge'", "'cross_entropy' or 'focal'"),
         ({"synth": {"phrase": "hey 123"}}, "synth.phrase = 'hey 123'", "pattern"),
         ({"audio": {"clip_s": 3.0}}, "audio.clip_s = 3.0", "less than or equal to 2"),
         ({"train": {"epochs": "many"}}, "train.epochs = 'many'", "integer"),
@@ -69,3 +76,32 @@ def test_tiny_profile_is_valid() -> None:
     full = yaml.safe_load((ROOT / "params.yaml").read_text())
     p = parse_params(merge_overrides(full, tiny))
     assert p.synth.n_positive < Params().synth.n_positive
+
+
+def test_no_choice_is_a_yaml_boolean_word() -> None:
+    """`dvc exp run -S` rewrites params.yaml without quotes: a choice spelled off/on/yes/no would come back as
+    a boolean and fail validation (YAML 1.1)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from wakeword.params import Params
+
+    yaml_bools = {"on", "off", "yes", "no", "y", "n", "true", "false"}
+    found: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            stack = [field.annotation]
+            while stack:
+                t = stack.pop()
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    walk(t, f"{prefix}{name}.")
+                    continue
+                if typing.get_origin(t) is typing.Literal:
+                    found.extend(f"{prefix}{name}={a}" for a in typing.get_args(t)
+                                 if isinstance(a, str) and a.lower() in yaml_bools)
+                stack.extend(typing.get_args(t))
+
+    walk(Params, "")
+    assert not found, found

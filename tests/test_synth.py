@@ -18,7 +18,7 @@ from wakeword import text as T
 from wakeword.params import SynthParams
 
 TINY = SynthParams(n_positive=40, n_negative=40, n_confusable=20, n_background=10, espeak_variants_per_accent=3,
-                   stream_val_h=0.01, stream_test_h=0.01, n_heldout_positive=12, n_heldout_negative=6,
+                   stream_val_h=0.01, stream_test_h=0.01, stream_train_h=0.01, n_heldout_positive=12, n_heldout_negative=6,
                    n_heldout_confusable=6, stream_heldout_h=0.005)
 MANIFEST_KEYS = {"id", "path", "kind", "text", "engine", "voice", "group", "duration_s", "sample_rate_hz"}
 
@@ -45,7 +45,7 @@ def test_deterministic_across_runs_and_worker_counts(runs: dict[str, Any]) -> No
     assert (a / "manifest.jsonl").read_bytes() == (b / "manifest.jsonl").read_bytes()
     ha, hb = _hashes(a), _hashes(b)
     assert ha == hb
-    assert len(ha) == 40 + 40 + 20 + 10 + 12 + 6 + 6 + 6 + 1  # clips, held-out clips, 3 streams (+json), manifest
+    assert len(ha) == 40 + 40 + 20 + 10 + 12 + 6 + 6 + 8 + 1  # clips, held-out clips, 4 streams (+json), manifest
     assert not any(p.name.startswith(".") for p in runs["base"].iterdir())  # no temp dirs left behind
 
 
@@ -69,7 +69,7 @@ def test_manifest_schema(runs: dict[str, Any]) -> None:
         assert info.samplerate == e["sample_rate_hz"] == 16000 and info.channels == 1 and info.subtype == "PCM_16"
         assert abs(info.frames / 16000 - e["duration_s"]) < 1e-3
         if e["kind"] == "stream":
-            assert e["role"] in ("val", "test", "heldout") and e["group"] == f"stream-{e['role']}"
+            assert e["role"] in ("val", "test", "heldout", "train") and e["group"] == f"stream-{e['role']}"
             assert e["engine"] == ("pico" if e["role"] == "heldout" else "espeak")
         elif e.get("role") == "heldout":
             assert e["engine"] == "pico" and e["group"] == f"pico:{e['voice']}"
@@ -79,7 +79,7 @@ def test_manifest_schema(runs: dict[str, Any]) -> None:
             assert e["group"] == "piper:en_US-joe-medium"
         else:
             assert e["engine"] == "noise" and e["kind"] == "background"
-    assert kinds == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10, "stream": 2}
+    assert kinds == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10, "stream": 3}
     assert held == {"positive": 12, "negative": 6, "hard_negative": 6, "stream": 1}
 
 
@@ -106,18 +106,20 @@ def test_stream_voices_never_render_clips(runs: dict[str, Any]) -> None:
     clip_groups = {e["group"] for e in _manifest(root) if e["kind"] != "stream" and e.get("role") != "heldout"}
     val = json.loads((root / "streams" / "val.json").read_text())["voices"]
     test = json.loads((root / "streams" / "test.json").read_text())["voices"]
-    assert val and test and not set(val) & set(test)
-    assert not (set(val) | set(test)) & clip_groups
+    train = json.loads((root / "streams" / "train.json").read_text())["voices"]
+    assert val and test and train and not set(val) & set(test) and not set(train) & (set(val) | set(test))
+    assert not (set(val) | set(test) | set(train)) & clip_groups
     report = runs["report"]
     assert report["voice_pool"]["val"] == len(val) and report["voice_pool"]["test"] == len(test)
 
 
-@pytest.mark.parametrize("role", ["val", "test", "heldout"])
+@pytest.mark.parametrize("role", ["val", "test", "heldout", "train"])
 def test_streams_negative_only_and_continuous(runs: dict[str, Any], role: str) -> None:
     root = runs["a"]
     info = json.loads((root / "streams" / f"{role}.json").read_text())
     x, sr = sf.read(str(root / "streams" / f"{role}.wav"), dtype="int16")
-    hours = {"val": TINY.stream_val_h, "test": TINY.stream_test_h, "heldout": TINY.stream_heldout_h}[role]
+    hours = {"val": TINY.stream_val_h, "test": TINY.stream_test_h, "heldout": TINY.stream_heldout_h,
+             "train": TINY.stream_train_h}[role]
     assert sr == 16000 and x.size == round(hours * 3600 * 16000) == info["n_samples"]
     # no digital silence anywhere: the longest run of exact zeros is a handful of samples
     zero = np.concatenate([[0], (x == 0).astype(np.int8), [0]])
@@ -155,7 +157,7 @@ def test_report_is_numeric(runs: dict[str, Any]) -> None:
     json.dumps(report)
     assert report["counts"] == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10}
     assert report["clips_per_engine"]["piper"] == 8 + 8 + 4
-    assert report["stream_hours"] == {"val": 0.01, "test": 0.01, "heldout": 0.005}
+    assert report["stream_hours"] == {"val": 0.01, "test": 0.01, "heldout": 0.005, "train": 0.01}
     assert report["heldout"]["counts"] == {"positive": 12, "negative": 6, "hard_negative": 6}
     assert report["heldout"]["clips_per_engine"] == {"pico": 24} and report["heldout"]["voices"] == 2
     warped = [e for e in _manifest(runs["a"]) if "vtlp" in e]

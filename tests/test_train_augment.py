@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import CMVN
 from wakeword.featureset import FeatureSet
 from wakeword.featurize import (
@@ -30,7 +31,7 @@ from wakeword.params import (
     ModelParams,
     TrainParams,
 )
-from wakeword.train import load_checkpoint, train_model
+from wakeword.train import TrainData, TrainSetup, train_model
 
 WINDOW, EVAL, STEP, F = 148, 298, 10, 40
 
@@ -54,9 +55,11 @@ def _run(tmp: Path, aug: AugmentParams | None, epoch_windows=None):
     train_set, val_set, stream = _sets(np.random.default_rng(0))
     cmvn = CMVN(np.zeros(F, np.float32), np.ones(F, np.float32), "log_mel", 1)
     index = {"window_frames": WINDOW, "step_frames": STEP, "n_features": F}
-    result = train_model(train_set, val_set, stream, 0.01, cmvn, index, ModelParams(channels=8, blocks=1),
-                TrainParams(epochs=3, batch_size=16, warmup_epochs=0), DetectorParams(), CalibrateParams(),
-                AudioParams(), 5, tmp / "model.pt", aug_p=aug, epoch_windows=epoch_windows)
+    data = TrainData(train_set, val_set, stream, 0.01, cmvn, index, epoch_windows)
+    setup = TrainSetup(ModelParams(ds_tcn={"channels": 8, "blocks": 1}),
+                       TrainParams(epochs=3, batch_size=16, warmup_epochs=0), DetectorParams(), CalibrateParams(),
+                       AudioParams(), 5, aug)
+    result = train_model(data, setup, tmp / "model.pt")
     model, _ = load_checkpoint(tmp / "model.pt")
     return {k: v.clone() for k, v in model.state_dict().items()}, result
 
@@ -73,10 +76,10 @@ def test_on_the_fly_windows_are_requested_every_epoch(tmp_path: Path) -> None:
     calls: list[int] = []
     rng = np.random.default_rng(9)
 
-    def fresh(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def fresh(epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         calls.append(epoch)
         y = (np.arange(48) % 2).astype(np.int8)
-        return rng.standard_normal((48, WINDOW, F)).astype(np.float32) + y[:, None, None], y
+        return rng.standard_normal((48, WINDOW, F)).astype(np.float32) + y[:, None, None], y, 1 - y
 
     fixed = _run(tmp_path / "a", None)[1].history
     fly = _run(tmp_path / "b", None, fresh)[1].history
@@ -111,11 +114,11 @@ def test_on_the_fly_epoch_zero_is_the_featurized_set(split_dir: Path) -> None:
     pools = load_pools(read_manifest(split_dir / "train.jsonl"), roots, 16000)
     add_simulated_rirs(pools, audio, aug, 3)
     wins, kinds = build_train(pools, audio, aug, 3)
-    x0, y0 = windows(0)
+    x0, y0, k0 = windows(0)
     np.testing.assert_array_equal(x0, features_of(wins, fp, "ref"))
-    assert y0.tolist() == [int(k == 0) for k in kinds]
-    x1, _ = windows(1)
-    x1b, _ = windows(1)
+    assert y0.tolist() == [int(k == 0) for k in kinds] and k0.tolist() == list(kinds)
+    x1, _, _ = windows(1)
+    x1b, _, _ = windows(1)
     np.testing.assert_array_equal(x1, x1b)  # deterministic per epoch
     assert x1.shape[1:] == x0.shape[1:] and not np.array_equal(x1[:4], x0[:4])
     assert len({epoch_seed(3, e) for e in range(50)}) == 50 and epoch_seed(3, 0) == 3

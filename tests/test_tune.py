@@ -36,7 +36,7 @@ def test_example_space_file_is_valid() -> None:
     cfg = t.load_space(ROOT / "tune.yaml", ROOT / "params.yaml")
     dims = {d.key: d for d in cfg.space}
     assert dims["train.lr"].distribution == "log_uniform" and dims["train.lr"].low == pytest.approx(3.0e-4)
-    assert dims["model.channels"].choices == (32, 48, 64)
+    assert dims["model.ds_tcn.channels"].choices == (32, 48, 64)
     assert dims["augment.noise_prob"].distribution == "uniform"
     assert cfg.metric == t.DEFAULT_METRIC and cfg.direction == "maximize"
 
@@ -45,7 +45,7 @@ def test_distributions_parse() -> None:
     cfg = parse({
         "train.lr": {"distribution": "log_uniform", "low": "3e-4", "high": 1.0e-2},  # "3e-4": a YAML 1.1 string
         "train.epochs": {"distribution": "int", "low": 1, "high": 2},
-        "model.kernel_size": {"distribution": "int", "low": 3, "high": 7, "step": 2},
+        "model.ds_tcn.kernel_size": {"distribution": "int", "low": 3, "high": 7, "step": 2},
         "augment.noise_prob": {"distribution": "uniform", "low": 0.3, "high": 0.9, "step": 0.1},
         "train.warmup_epochs": {"distribution": "int", "low": 1, "high": 4, "log": True},
         "features.type": {"distribution": "categorical", "choices": ["log_mel", "mfcc"]},
@@ -75,14 +75,14 @@ def test_distributions_parse() -> None:
     ({"train.lr": {"distribution": "uniform", "low": "a", "high": 0.1}}, ["space.train.lr.low", "a number"]),
     ({"train.lr": {"distribution": "uniform", "low": 0.1, "high": 0.2, "choices": [1]}},
      ["space.train.lr", "unknown key(s) choices"]),
-    ({"model.channels": {"distribution": "categorical", "choices": []}}, ["space.model.channels.choices"]),
-    ({"model.channels": {"distribution": "categorical", "choices": [32, 32]}}, ["duplicates"]),
+    ({"model.ds_tcn.channels": {"distribution": "categorical", "choices": []}}, ["space.model.ds_tcn.channels.choices"]),
+    ({"model.ds_tcn.channels": {"distribution": "categorical", "choices": [32, 32]}}, ["duplicates"]),
     ({"augment.snr_db": {"distribution": "categorical", "choices": [[0, 10]]}}, ["augment.snr_db", "not a scalar"]),
     # bounds and choices are checked against the parameter ranges of wakeword/params.py
     ({"train.lr": {"distribution": "log_uniform", "low": 1.0e-3, "high": 2.0}},
      ["space.train.lr", "value 2.0 is not allowed", "train.lr = 2.0", "less than or equal to 1"]),
-    ({"model.kernel_size": {"distribution": "categorical", "choices": [3, 4]}},
-     ["space.model.kernel_size", "value 4", "kernel_size must be odd"]),
+    ({"model.ds_tcn.kernel_size": {"distribution": "categorical", "choices": [3, 4]}},
+     ["space.model.ds_tcn.kernel_size", "value 4", "kernel_size must be odd"]),
     ({}, ["'space' must be a non-empty mapping"]),
 ])
 def test_bad_spaces_name_the_key(space: dict[str, Any], expected: list[str]) -> None:
@@ -161,7 +161,7 @@ def test_default_limits_are_the_smallest_platform_targets() -> None:
 # ----------------------------------------------------------------------------- the loop, with a fake runner
 
 SPACE = parse({"train.lr": {"distribution": "log_uniform", "low": 1.0e-3, "high": 1.0e-2},
-               "model.channels": {"distribution": "categorical", "choices": [32, 64]}}).space
+               "model.ds_tcn.channels": {"distribution": "categorical", "choices": [32, 64]}}).space
 LIMITED = t.Objective(max_flash_kb=48)
 
 
@@ -179,7 +179,7 @@ class FakeDvc:
         self.ran.append((name, values))
         if float(values["train.lr"]) > self.fail_above:
             return t.RunResult(1, "ERROR: failed to reproduce 'train'")
-        self.results[name] = metrics(float(values["train.lr"]) * 50, flash=float(values["model.channels"]))
+        self.results[name] = metrics(float(values["train.lr"]) * 50, flash=float(values["model.ds_tcn.channels"]))
         return t.RunResult(0)
 
     def read(self, name: str) -> dict[str, Any] | None:
@@ -202,11 +202,11 @@ def test_search_runs_scores_and_resumes(tmp_path: Path) -> None:
     trials = study.get_trials()
     assert all(tr.state.name == "COMPLETE" for tr in trials)
     for tr in trials:  # the values passed to -S are the trial's params; flash 64 > 48 KB is infeasible
-        assert tr.user_attrs["feasible"] == (tr.params["model.channels"] == 32)
-        assert tr.constraints["flash_kb"] == tr.params["model.channels"] - 48
+        assert tr.user_attrs["feasible"] == (tr.params["model.ds_tcn.channels"] == 32)
+        assert tr.constraints["flash_kb"] == tr.params["model.ds_tcn.channels"] - 48
     text = t.summary(study, SPACE, LIMITED)
     assert "tune-s-0" in text and "flash <= 48 KB" in text
-    feasible = [tr for tr in trials if tr.params["model.channels"] == 32]
+    feasible = [tr for tr in trials if tr.params["model.ds_tcn.channels"] == 32]
     if feasible:
         best = max(feasible, key=lambda tr: tr.value)
         assert f"best: trial {best.number}, experiment tune-s-{best.number}" in text

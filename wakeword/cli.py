@@ -7,6 +7,7 @@
     wakeword augment-preview OUT_DIR   a few training windows as WAVs, rendered as the featurize stage does
     wakeword plots-template [PATH]     an HTML template with which `dvc plots show` renders offline
     wakeword tune [--study S] [--trials N]   Optuna search over DVC experiments (space in tune.yaml), resumable
+    wakeword lr-find [--out DIR]       LR range test on the training windows: suggested peak lr, curve JSON + PNG
     wakeword report --diff REV [--out F]   markdown for a pull request: metrics, params and plot files that
                                            changed since REV (headline metrics first)
 
@@ -138,7 +139,7 @@ def _estimate_text(est: dict[str, Any], params_path: Path, names: dict[str, str]
 
     buffers = f"  audio ring {buf['audio_ring_bytes']} B + feature window {buf['feature_window_bytes']} B"
     rows = [
-        ("model", f"{m['arch']}: {m['channels']} channels, {m['blocks']} blocks, kernel {m['kernel_size']}"),
+        ("model", est.get("model_description") or m["arch"]),
         ("input", f"{f['window_frames']} frames x {f['n_features']} {f['type']} features ({f['window_s']:g} s)"),
         ("parameters", f"{est['parameters']:,}"),
         ("MACs per window", f"{est['macs_per_window']:,}"),
@@ -314,3 +315,86 @@ def tune(space_path: Path, study: str, trials: int, metric: str | None, directio
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("lr-find")
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Parameters file (model, train).")
+@click.option("--features-dir", default="data/features", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Feature store of the featurize stage.")
+@click.option("--cmvn", "cmvn_path", default="models/cmvn.json", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="CMVN of the cmvn stage.")
+@click.option("--out", "out_dir", default="lr_finder", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where lr_finder.json and .png go.")
+@click.option("--start", default=1e-6, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
+@click.option("--end", default=1e-2, show_default=True, type=click.FloatRange(min=0.0, min_open=True))
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(5, 10000))
+def lr_find(params_path: Path, features_dir: Path, cmvn_path: Path, out_dir: Path, start: float, end: float,
+            steps: int) -> None:
+    """LR range test (SPEC 5): the learning rate grows exponentially from START to END over STEPS steps on
+    training batches of the model params.yaml describes; prints the curve and the suggested peak lr (steepest
+    descent of the smoothed loss) and writes OUT/lr_finder.json and OUT/lr_finder.png. Nothing is trained
+    for real; use the suggestion with `dvc exp run -S train.lr=<lr>`, or set `train.lr_finder: use`."""
+    import json
+
+    import torch
+
+    from wakeword.cmvn import CMVNError, load_cmvn
+    from wakeword.featureset import FeatureSetError, load_split, read_index
+    from wakeword.losses import ClassificationLoss, balanced_class_weights
+    from wakeword.lr_finder import lr_range_test
+    from wakeword.models import build_model
+    from wakeword.params import ParamsError, load_params
+    from wakeword.plots import render
+
+    if start >= end:
+        raise click.BadParameter(f"--start ({start}) must be below --end ({end})")
+    try:
+        p = load_params(params_path)
+        index = read_index(features_dir)
+        train = load_split(features_dir, "train")
+        cmvn = load_cmvn(cmvn_path)
+    except (ParamsError, FeatureSetError, CMVNError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    tp = p.train
+    torch.manual_seed(p.seed)
+    torch.set_num_threads(tp.num_threads)
+    model = build_model(p.model, int(index["n_features"]), int(index["window_frames"]))
+    x = torch.from_numpy(cmvn.apply(train.x))
+    y = torch.from_numpy(train.y.astype(np.int64))
+    kind = torch.from_numpy(train.kind.astype(np.int64))
+    weights = balanced_class_weights(train.y) if tp.loss.class_weights == "balanced" else None
+    loss_fn = ClassificationLoss(tp.loss, weights)
+    gen = torch.Generator().manual_seed(p.seed + 3)
+
+    def step_loss(m: torch.nn.Module, _i: int) -> torch.Tensor:
+        idx = torch.randint(0, x.shape[0], (min(tp.batch_size, x.shape[0]),), generator=gen)
+        return loss_fn(m(x[idx]), y[idx], kind[idx])
+
+    def make_opt(ps: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if tp.optimizer == "sgd":
+            return torch.optim.SGD(ps, lr=start, momentum=tp.momentum, nesterov=tp.momentum > 0,
+                                   weight_decay=tp.weight_decay)
+        return torch.optim.AdamW(ps, lr=start, weight_decay=tp.weight_decay)
+
+    res = lr_range_test(model, make_opt, step_loss, start=start, end=end, steps=steps)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = res.rows()
+    (out_dir / "lr_finder.json").write_text(json.dumps(rows, indent=1) + "\n")
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "width": 440, "height": 300,
+        "title": f"LR range test ({p.model.arch}, {tp.optimizer}): suggested {res.suggestion:.2g}",
+        "data": {"values": rows}, "transform": [{"fold": ["loss", "smoothed_loss"], "as": ["curve", "value"]}],
+        "layer": [
+            {"mark": "line", "encoding": {"x": {"field": "lr", "type": "quantitative", "scale": {"type": "log"}},
+                                          "y": {"field": "value", "type": "quantitative", "title": "training loss"},
+                                          "color": {"field": "curve", "type": "nominal"}}},
+            {"data": {"values": [{"lr": res.suggestion}]}, "mark": {"type": "rule", "strokeDash": [4, 4]},
+             "encoding": {"x": {"field": "lr", "type": "quantitative"}}},
+        ],
+    }
+    render(spec, out_dir / "lr_finder.png")
+    for r in rows[:: max(1, len(rows) // 12)]:
+        click.echo(f"lr {r['lr']:.3g}\tloss {r['loss']:.4f}\tsmoothed {r['smoothed_loss']:.4f}")
+    click.echo(f"suggested peak lr: {res.suggestion:.3g} (steepest descent of the smoothed loss; "
+               f"{len(rows)} steps); curve in {out_dir / 'lr_finder.json'} and {out_dir / 'lr_finder.png'}")

@@ -299,8 +299,9 @@ def model_compute(model: nn.Module, window: int, step_ms: int) -> dict[str, int]
 
 def model_shape(model: nn.Module, window: int) -> dict[str, int]:
     """What :func:`wakeword.size.rough_size_estimate` needs, from one forward pass on a zero window:
-    parameters, input elements, the largest input + output of one conv/linear layer, conv layers and their
-    summed output channels."""
+    parameters, input elements, the largest input + output of one conv/linear call, conv calls (Conv1d and
+    Conv2d, any architecture) and their summed output channels. A module called several times (the unrolled
+    recurrent gates) counts once per call, as each call is one op in the converted graph."""
     import torch
 
     pairs: list[int] = []
@@ -308,10 +309,11 @@ def model_shape(model: nn.Module, window: int) -> dict[str, int]:
 
     def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         pairs.append(int(inp[0][0].numel() + out[0].numel()))
-        if isinstance(mod, nn.Conv1d):
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
             out_channels.append(int(mod.out_channels))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     was_training = model.training
     n_features = int(model.n_features)  # type: ignore[arg-type]
     try:
@@ -340,12 +342,12 @@ def pre_training_estimate(p: Params) -> dict[str, Any]:
     rough arena fit (the measured arena is unknown before conversion) + :func:`wakeword.size.
     detector_buffer_bytes`.
     """
-    from wakeword.models import build_model
+    from wakeword.models import build_model, describe
     from wakeword.size import detector_buffer_bytes, platform_fit, rough_size_estimate
 
     dim = feature_dim(p.features)
     window = frames_for(p.audio.clip_samples, p.features)
-    model = build_model(p.model, dim)
+    model = build_model(p.model, dim, window)
     compute = model_compute(model, window, p.audio.step_ms)
     rough = rough_size_estimate(model_shape(model, window))
     buffers = detector_buffer_bytes(p.features.n_fft, window, dim)
@@ -358,6 +360,7 @@ def pre_training_estimate(p: Params) -> dict[str, Any]:
     return {
         "label": ESTIMATE_LABEL,
         "model": p.model.model_dump(),
+        "model_description": describe(p.model),
         "features": {"type": p.features.type, "n_features": dim, "window_frames": window,
                      "window_s": round(p.audio.clip_s, 3)},
         **compute,
@@ -380,7 +383,8 @@ def pre_training_estimate(p: Params) -> dict[str, Any]:
              "int32 biases, per-channel quantisation parameters and graph records, so it is usually 1.5-4x larger"),
             ("flash_fit and arena_fit are rough least-squares fits to measured ds_tcn exports (litert-torch 0.10, "
              "tflite-micro on a 64-bit host; within ~3% and ~8% on the configurations fitted, 6% and 4% on the "
-             "trained default model)"),
+             "trained default model); for other architectures they are rougher still (see the measured table in "
+             "wakeword/models.py)"),
             "platforms use the larger flash estimate and arena_fit + detector buffers for RAM",
             "the tflite stage measures the real flash and arena (metrics/size.json)",
         ],

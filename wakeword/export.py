@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import os
 import tempfile
@@ -298,6 +299,33 @@ def _verify_tflite(path: Path, final: Path, want_int8: bool) -> None:
         raise ExportError(f"{final}: TFLite-Micro cannot run the converted model (ops {sorted(set(ops))}): {exc}") from exc
 
 
+def _drop_identity_dropout(gm: torch.fx.GraphModule) -> None:
+    """Remove eval-mode dropout nodes (identities) that follow an op sharing its input's int8 scale.
+
+    Why: ``torch.export`` keeps ``aten.dropout(x, p, train=False)``. After an op that shares its input's scale
+    (a global mean, a slice, a flatten) PT2E observes the dropout's input and output edges with different
+    observers, and the TFLite converter drops the identity together with the requantisation between them: the
+    classifier's bias is then scaled for the wrong input scale (constant logits, seen with the zoo's
+    ``head(dropout(mean(...)))``). Without the node both sides share one observer. A dropout after a conv, ReLU
+    or other op with its own observer (ds_tcn's blocks) sees identical data on both edges and is kept, so
+    those graphs convert exactly as before.
+    """
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (torch.ops.aten.dropout.default,
+                                                             torch.ops.aten.dropout_.default):
+            continue
+        train = node.args[2] if len(node.args) > 2 else node.kwargs.get("train", False)
+        src = node.args[0]
+        shares = (isinstance(src, torch.fx.Node) and src.op == "call_function" and hasattr(src.target, "_schema")
+                  and src.target._schema.name.split("::")[-1].rstrip("_") in _SHARED
+                  and src.target._schema.name.split("::")[-1].rstrip("_") not in _ACTIVATIONS)
+        if not train and shares:
+            node.replace_all_uses_with(src)
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+
+
 def _export_for_calibration(m: nn.Module, frames: int, n_feat: int) -> tuple[nn.Module, int]:
     """``torch.export`` the model with a dynamic batch so calibration runs in batches of
     :data:`CALIB_BATCH` (about 5x faster than one window per forward with the histogram observers); the
@@ -306,14 +334,104 @@ def _export_for_calibration(m: nn.Module, frames: int, n_feat: int) -> tuple[nn.
     try:
         batch = torch.export.Dim("batch", min=1, max=1 << 16)
         ep = torch.export.export(m, (torch.zeros(2, frames, n_feat),), dynamic_shapes=({0: batch},))
-        return ep.module(), CALIB_BATCH
+        gm, step = ep.module(), CALIB_BATCH
     except Exception as exc:  # noqa: BLE001
         log.warning("dynamic-batch torch.export failed (%s); calibrating one window at a time", exc)
-        return torch.export.export(m, (torch.zeros(1, frames, n_feat),)).module(), 1
+        gm, step = torch.export.export(m, (torch.zeros(1, frames, n_feat),)).module(), 1
+    _drop_identity_dropout(gm)  # type: ignore[arg-type]
+    return gm, step
 
 
 #: Calibration windows per forward pass during PT2E calibration.
 CALIB_BATCH = 64
+
+#: Output quantisation TFLite's int8 kernels require of these ops (scale, zero point).
+_FIXED_QPARAMS = {"sigmoid": (1.0 / 256.0, -128), "tanh": (1.0 / 128.0, 0)}
+#: Element-wise ops litert-torch's PT2EQuantizer leaves in float: int8 in, int8 out (own observer).
+_ELEMENTWISE = ("add", "sub", "mul", "hardswish", "neg")
+#: Activation clamps: share the input's scale when left unannotated, but usually fused into the op before.
+_ACTIVATIONS = ("relu", "relu6", "hardtanh")
+#: Ops whose int8 output can share the input's scale (pooling, activation clamps, layout and slicing).
+_SHARED = ("avg_pool2d", "max_pool2d", *_ACTIVATIONS, "select", "slice", "squeeze", "unsqueeze", "view",
+           "reshape", "permute", "transpose", "flatten", "mean", "clone", "constant_pad_nd", "cat")
+
+
+def _annotate_remaining_ops(gm: torch.fx.GraphModule, config: object) -> None:
+    """Annotate the ops litert-torch's quantizer leaves in float so the whole graph converts to int8.
+
+    Why: ``PT2EQuantizer`` annotates conv/linear (+ReLU), pooling and some add/mul/sigmoid patterns only; an
+    unannotated op becomes DEQUANTIZE -> float op -> QUANTIZE in the ``.tflite`` (residual adds, the gates of
+    recurrent cells, hard-swish, tanh). This pass runs after the standard annotation and only touches nodes
+    it left unannotated, so a graph the standard quantizer fully annotates (``ds_tcn``) is unchanged.
+    Sigmoid and tanh get the fixed output scales TFLite's int8 kernels require; layout, slicing and pooling
+    ops share their input's scale.
+    """
+    from torchao.quantization.pt2e.quantizer import (
+        FixedQParamsQuantizationSpec,
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
+
+    act = config.input_activation  # type: ignore[attr-defined]
+
+    def annotated_output(node: object) -> bool:
+        ann = getattr(node, "meta", {}).get("quantization_annotation")
+        return ann is not None and ann._annotated and ann.output_qspec is not None
+
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or not hasattr(node.target, "_schema"):
+            continue
+        ann = node.meta.get("quantization_annotation")
+        if ann is not None and ann._annotated:
+            continue
+        name = node.target._schema.name.split("::")[-1].rstrip("_")
+        inputs = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        if name == "cat" and node.args and isinstance(node.args[0], (list, tuple)):
+            inputs = [a for a in node.args[0] if isinstance(a, torch.fx.Node)]
+        val = node.meta.get("val")
+        if not inputs or not isinstance(val, torch.Tensor) or not val.is_floating_point():
+            continue
+        # an input that already has int8 qparams keeps them (no requantisation op in between)
+        in_map = {a: SharedQuantizationSpec(a) if annotated_output(a) else act for a in inputs}
+        if name in _FIXED_QPARAMS:
+            scale, zero_point = _FIXED_QPARAMS[name]
+            out = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=scale, zero_point=zero_point,
+                                               quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={inputs[0]: in_map[inputs[0]]}, output_qspec=out, _annotated=True)
+        elif name in _ELEMENTWISE:
+            users = list(node.users)
+            relu = users[0] if len(users) == 1 and users[0].op == "call_function" and users[0].target in (
+                torch.ops.aten.relu.default, torch.ops.aten.relu_.default) else None
+            if relu is not None and relu.meta.get("quantization_annotation") is None:
+                # fused like the quantizer's add+relu: int8 only after the ReLU (TFLite fuses it into the op)
+                node.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=in_map,
+                                                                              _annotated=True)
+                relu.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act, _annotated=True)
+            else:
+                node.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map=in_map, output_qspec=act, _annotated=True)
+        elif name in _SHARED and annotated_output(inputs[0]):
+            shared = SharedQuantizationSpec(inputs[0])
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={a: shared for a in inputs}, output_qspec=shared, _annotated=True)
+
+
+def _int8_quantizer():  # type: ignore[no-untyped-def]
+    """litert-torch's ``PT2EQuantizer`` (int8 symmetric per-channel weights, int8 per-tensor activations) plus
+    :func:`_annotate_remaining_ops`."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer_utils import propagate_annotation
+
+    class _FullInt8Quantizer(PT2EQuantizer):  # type: ignore[misc]
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            _annotate_remaining_ops(model, self.global_config)
+            propagate_annotation(model)
+            return model
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    return _FullInt8Quantizer().set_global(config)
 
 
 def convert_tflite_int8(model: nn.Module, calibration: np.ndarray, path: Path) -> None:
@@ -327,6 +445,11 @@ def convert_tflite_int8(model: nn.Module, calibration: np.ndarray, path: Path) -
     already emits int8 input and output tensors (no extra option needed). Before the file is published it is
     checked to have one int8 input and one int8 output and to allocate and invoke in TFLite-Micro (so every
     op is a Micro builtin).
+
+    For the other architectures of the model zoo two additions keep every op int8 (a graph the stock quantizer
+    handles, such as ``ds_tcn``, converts byte for byte as before): :func:`_annotate_remaining_ops` quantizes
+    the ops the stock quantizer leaves in float (residual adds, recurrent gates, tanh, hard-swish, pooling,
+    slicing) and :func:`_drop_identity_dropout` removes eval-mode dropout after scale-sharing ops.
     """
     path = Path(path)
     calib = _check_windows(calibration, "calibration")
@@ -336,16 +459,14 @@ def convert_tflite_int8(model: nn.Module, calibration: np.ndarray, path: Path) -
     t0 = time.perf_counter()
     with captured_native_stderr():  # torchao/jax/absl print import-time chatter on fd 2
         import litert_torch
-        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     with _quiet_litert() as captured:
         try:
             exported, step = _export_for_calibration(m, frames, n_feat)
-            quantizer = PT2EQuantizer().set_global(
-                get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-            )
-            prepared = prepare_pt2e(exported, quantizer)
+            quantizer = _int8_quantizer()
+            with contextlib.redirect_stdout(io.StringIO()):  # the quantizer print()s notes about ReLU patterns
+                prepared = prepare_pt2e(exported, quantizer)
             with torch.no_grad():
                 for i in range(0, calib.shape[0], step):
                     prepared(torch.from_numpy(np.ascontiguousarray(calib[i : i + step])))

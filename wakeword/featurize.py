@@ -195,7 +195,7 @@ class OnTheFlyWindows:
     """``augment.mode: on_the_fly``: fresh training windows every epoch, rendered with the same code and
     params as the featurize stage (so epoch 0 equals the featurized training set) from a different seed per
     epoch (:func:`epoch_seed`): every epoch sees new placements, levels, noise, stretch, pitch and rooms.
-    The training audio is loaded once; each call renders and featurizes one epoch, ``(x, y)``."""
+    The training audio is loaded once; each call renders and featurizes one epoch, ``(x, y, kind)``."""
 
     def __init__(self, roots: Roots, split_dir: Path, audio: AudioParams, fp: FeatureParams, aug: AugmentParams,
                  seed: int) -> None:
@@ -205,13 +205,14 @@ class OnTheFlyWindows:
         add_simulated_rirs(self.pools, audio, aug, seed)
         self.audio, self.fp, self.aug, self.seed = audio, fp, aug, seed
 
-    def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = iter_train(self.pools, self.audio, self.aug, epoch_seed(self.seed, epoch))
         xs, kinds = [], []
         while chunk := list(itertools.islice(rows, SHARD_SIZE)):  # audio of one shard in memory at a time
             xs.append(features_of([w for w, _ in chunk], self.fp, f"epoch {epoch + 1} windows"))
             kinds += [k for _, k in chunk]
-        return np.concatenate(xs), (np.asarray(kinds) == KIND_CODES["positive"]).astype(np.int8)
+        kind = np.asarray(kinds, dtype=np.int8)
+        return np.concatenate(xs), (kind == KIND_CODES["positive"]).astype(np.int8), kind
 
 
 def iter_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> Iterator[tuple[np.ndarray, int]]:

@@ -36,11 +36,12 @@ Rules:
   than ``min_clip_s`` is dropped). RIRs are kept whole and normalised to peak 1.
 * Groups (the split keeps a group in one split): ``<kind>/<dir>/.../file`` belongs to group ``own:<dir>``
   (a speaker or source); a file directly in its kind directory is its own group ``own:<kind>/<stem>``.
-  Pieces of one file share its group. Streams take their role from ``stream/val/`` or ``stream/test/``,
+  Pieces of one file share its group. Streams take their role from ``stream/train/`` (hard-negative mining material), ``stream/val/`` or
+  ``stream/test/``,
   otherwise from a stable hash of their group (:func:`wakeword.split.group_unit`).
 * Ids come from the relative source path alone (``own-<kind>-<sha1[:12]>``, plus ``-<k>`` per piece), so
   adding or removing files never changes another file's id or bytes.
-* Manifest rows: ``engine`` "own", ``voice`` = the group without ``own:``, ``role`` val/test for streams,
+* Manifest rows: ``engine`` "own", ``voice`` = the group without ``own:``, ``role`` train/val/test for streams,
   plus ``source`` (path relative to ``raw_dir``), ``sha256`` (of the row's int16 samples), ``flags``,
   ``conversions``, ``source_format`` / ``source_sample_rate_hz`` / ``source_channels``, and ``segment`` /
   ``start_s`` for pieces cut from a longer file. Samples are scaled by 32768 (libsndfile's convention), so
@@ -82,7 +83,7 @@ KIND_ORDER: tuple[str, ...] = ("positive", "hard_negative", "negative", "backgro
 CLIP_KINDS: tuple[str, ...] = ("positive", "negative", "hard_negative", "background", "rir")
 VAD_KINDS: tuple[str, ...] = ("positive", "hard_negative")
 WINDOW_KINDS: tuple[str, ...] = ("negative", "background")
-STREAM_ROLES: tuple[str, ...] = ("val", "test")
+STREAM_ROLES: tuple[str, ...] = ("train", "val", "test")
 FLAGS: tuple[str, ...] = ("clipped", "near_silent")
 CONVERSIONS: tuple[str, ...] = ("downmixed", "peak_normalised", "resampled", "vad_trimmed", "windowed")
 SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})

@@ -79,6 +79,7 @@ class SynthParams(_Section):
     stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
     stream_val_h: float = Field(1.0, gt=0.0, le=100.0)
     stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
+    stream_train_h: float = Field(2.0, ge=0.0, le=100.0)  # hard-negative mining material; 0 = none
     context_word_prob: float = Field(0.25, ge=0.0, le=1.0)
     vtlp_prob: float = Field(0.5, ge=0.0, le=1.0)
     vtlp_alpha: Range = (0.88, 1.14)
@@ -236,35 +237,207 @@ class AugmentParams(_Section):
         return self
 
 
-class ModelParams(_Section):
-    arch: Literal["ds_tcn"] = "ds_tcn"
+ARCHS = ("ds_tcn", "tiny_conv", "ds_cnn", "mobilenetv3", "resnet", "tcn", "gru", "lstm", "stream_tcn")
+
+
+def _odd(name: str, value: int) -> None:
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {value}")
+
+
+class DSTCNParams(_Section):
+    """1-D depthwise-separable temporal CNN (mel bins are channels, time is the conv axis)."""
+
     channels: int = Field(48, ge=4, le=256)
     blocks: int = Field(4, ge=1, le=8)
     kernel_size: int = Field(5, ge=3, le=15)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _odd_kernel(self) -> ModelParams:
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+    def _check(self) -> DSTCNParams:
+        _odd("kernel_size", self.kernel_size)
         return self
+
+
+class TinyConvParams(_Section):
+    """TensorFlow micro_speech ``tiny_conv``: one strided 2-D conv over (time, mel) and a linear layer."""
+
+    filters: int = Field(8, ge=1, le=128)
+    kernel_time: int = Field(10, ge=1, le=50)
+    kernel_freq: int = Field(8, ge=1, le=40)
+    stride: int = Field(2, ge=1, le=8)
+
+
+class DSCNNParams(_Section):
+    """2-D depthwise-separable CNN (Hello Edge DS-CNN): a strided full conv, then depthwise/pointwise blocks."""
+
+    channels: int = Field(20, ge=4, le=512)
+    blocks: int = Field(4, ge=1, le=10)
+    first_kernel_time: int = Field(10, ge=1, le=30)
+    first_kernel_freq: int = Field(4, ge=1, le=20)
+    first_stride_time: int = Field(4, ge=1, le=8)
+    first_stride_freq: int = Field(4, ge=1, le=8)
+
+
+class MobileNetV3Params(_Section):
+    """MobileNetV3-small (inverted residuals, squeeze-excite, hard-swish) on a 1-channel (time, mel) image."""
+
+    width: float = Field(0.25, gt=0.0, le=2.0)
+
+
+class ResNetParams(_Section):
+    """Residual CNNs: ``res8`` (Tang & Lin: 3 residual blocks, pooled input) or ``resnet18`` (basic blocks
+    [2, 2, 2, 2], widths w, 2w, 4w, 8w)."""
+
+    variant: Literal["res8", "resnet18"] = "res8"
+    channels: int = Field(12, ge=4, le=256)
+
+
+class TCNParams(_Section):
+    """Temporal convolutional network (Bai et al.): residual blocks of dilated convs, dilation 1, 2, 4, ..."""
+
+    channels: int = Field(24, ge=4, le=256)
+    levels: int = Field(4, ge=1, le=10)
+    kernel_size: int = Field(3, ge=2, le=15)
+
+
+class RNNParams(_Section):
+    """``gru`` / ``lstm``: a strided conv stem over time, then the recurrent layers; the last step classifies."""
+
+    hidden_size: int = Field(64, ge=4, le=1024)
+    layers: int = Field(1, ge=1, le=4)
+    bidirectional: bool = False
+    stem_channels: int = Field(32, ge=4, le=256)
+    stem_stride: int = Field(8, ge=1, le=8)
+
+
+class StreamTCNParams(_Section):
+    """Streaming-friendly causal TCN: unpadded dilated depthwise-separable convs; the window's last output frame
+    classifies, so the model can also run frame by frame with a ring buffer per layer (internal state)."""
+
+    channels: int = Field(48, ge=4, le=256)
+    kernel_size: int = Field(3, ge=2, le=15)
+    dilations: list[Annotated[int, Field(ge=1, le=64)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16], min_length=1, max_length=12)
+    stem_stride: int = Field(2, ge=1, le=4)
+
+
+class ModelParams(_Section):
+    """``arch`` picks the architecture; each has its own section of size knobs (only the chosen one is used)."""
+
+    arch: Literal["ds_tcn", "tiny_conv", "ds_cnn", "mobilenetv3", "resnet", "tcn", "gru", "lstm",
+                  "stream_tcn"] = "ds_tcn"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    ds_tcn: DSTCNParams = DSTCNParams()
+    tiny_conv: TinyConvParams = TinyConvParams()
+    ds_cnn: DSCNNParams = DSCNNParams()
+    mobilenetv3: MobileNetV3Params = MobileNetV3Params()
+    resnet: ResNetParams = ResNetParams()
+    tcn: TCNParams = TCNParams()
+    rnn: RNNParams = RNNParams()  # used by arch gru and lstm
+    stream_tcn: StreamTCNParams = StreamTCNParams()
+
+
+class LossParams(_Section):
+    """Classification loss of the main phase (SPEC 5)."""
+
+    type: Literal["cross_entropy", "focal"] = "cross_entropy"
+    label_smoothing: float = Field(0.05, ge=0.0, lt=0.5)  # cross_entropy only
+    focal_alpha: float = Field(0.25, ge=0.0, le=1.0)  # weight of the positive class in the focal loss
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
+    class_weights: Literal["none", "balanced"] = "none"  # balanced: n / (2 * n_class) from the training labels
+    hard_negative_weight: float = Field(1.0, gt=0.0, le=100.0)  # per-window weight of hard_negative windows
+
+
+class EMAParams(_Section):
+    """Exponential moving average of the weights; validation, checkpoints and export use the EMA weights."""
+
+    enabled: bool = True
+    decay: float = Field(0.999, ge=0.0, lt=1.0)
+    final_decay: float = Field(0.9995, ge=0.0, lt=1.0)  # decay during the last final_epochs epochs
+    final_epochs: int = Field(10, ge=0, le=1000)
+
+
+class QATParams(_Section):
+    """Quantization-aware training: fake-quantized weights (int8 symmetric, per channel) and activations (int8)."""
+
+    enabled: bool = False
+    start_epoch: int = Field(10, ge=0, le=1000)  # 0-based epoch from which the fake-quant is on
+    per_channel: bool = True
+
+
+class TripletParams(_Section):
+    """Triplet fine-tuning phase after the main phase: anchor/positive = wake phrase, negative = other windows."""
+
+    epochs: int = Field(0, ge=0, le=100)  # 0 = no triplet phase
+    margin: float = Field(1.0, gt=0.0, le=100.0)
+    weight: float = Field(1.0, gt=0.0, le=100.0)  # triplet loss weight beside the classification loss
+    lr: float = Field(3.0e-4, gt=0.0, le=1.0)
+
+
+class DistillParams(_Section):
+    """Knowledge distillation from a teacher: loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * loss."""
+
+    teacher: str = ""  # "" = off; a path inside the repo: a checkpoint of this pipeline or a transformers model dir
+    kind: Literal["checkpoint", "transformers"] = "checkpoint"
+    temperature: float = Field(2.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class TrainParams(_Section):
     epochs: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(128, ge=4, le=8192)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(3.0e-3, gt=0.0, le=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(1.0e-4, ge=0.0, le=1.0)
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(1, ge=0, le=100)
     min_lr: float = Field(1.0e-5, ge=0.0, le=1.0)
-    label_smoothing: float = Field(0.05, ge=0.0, lt=0.5)
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(2, ge=0, le=100)
+    grad_clip: float = Field(1.0, ge=0.0, le=1000.0)  # max global gradient norm; 0 = off
+    early_stopping: int = Field(0, ge=0, le=1000)  # stop after this many epochs without a better checkpoint; 0 = off
+    balanced_batches: bool = False
+    batch_ratio: tuple[float, float, float] = (1.0, 1.0, 1.0)  # positive : negative : hard_negative per batch
+    lr_finder: Literal["none", "plot", "use"] = "none"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = True  # bf16/fp16 autocast when training on a GPU; ignored on CPU
     num_threads: int = Field(2, ge=1, le=256)
+    loss: LossParams = LossParams()
+    ema: EMAParams = EMAParams()
+    qat: QATParams = QATParams()
+    triplet: TripletParams = TripletParams()
+    distill: DistillParams = DistillParams()
 
     @model_validator(mode="after")
-    def _lr_order(self) -> TrainParams:
+    def _check(self) -> TrainParams:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if any(not math.isfinite(r) or r < 0 for r in self.batch_ratio) or sum(self.batch_ratio) <= 0:
+            raise ValueError(f"batch_ratio must be three non-negative numbers with a positive sum, "
+                             f"got {list(self.batch_ratio)}")
+        if self.balanced_batches and self.batch_ratio[0] <= 0:
+            raise ValueError("batch_ratio: the positive share must be > 0 when balanced_batches is on")
+        if self.qat.enabled and self.qat.start_epoch >= self.epochs:
+            raise ValueError(f"qat.start_epoch ({self.qat.start_epoch}) must be < epochs ({self.epochs}) "
+                             "or QAT never starts")
+        if self.distill.teacher:
+            t = Path(self.distill.teacher)
+            if t.is_absolute() or ".." in t.parts:
+                raise ValueError(f"distill.teacher must be a relative path inside the repository, "
+                                 f"got {self.distill.teacher!r}")
         return self
+
+
+class MineParams(_Section):
+    """Hard-negative mining: score the training stream, keep high-scoring windows, fine-tune with them."""
+
+    enabled: bool = True
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    min_gap_ms: int = Field(500, ge=0, le=10000)
+    max_windows: int = Field(2000, ge=1, le=1_000_000)
+    epochs: int = Field(4, ge=1, le=100)
+    lr: float = Field(5.0e-4, gt=0.0, le=1.0)
 
 
 class DetectorParams(_Section):
@@ -364,6 +537,7 @@ class Params(_Section):
     augment: AugmentParams = AugmentParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    mine: MineParams = MineParams()
     detector: DetectorParams = DetectorParams()
     calibrate: CalibrateParams = CalibrateParams()
     quantize: QuantizeParams = QuantizeParams()

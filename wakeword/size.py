@@ -97,11 +97,108 @@ def _allocates_and_invokes(model: bytes, arena_bytes: int) -> tuple[bool, str]:
     return ok, (msg + "\n" + native).strip()
 
 
+def _probe(model: bytes, arena_bytes: int) -> tuple[bool, str]:
+    """:func:`_allocates_and_invokes` in a forked child process where the OS allows it.
+
+    Why: TFLite-Micro's error paths are not all safe. With some arena sizes just too small (a temp tensor
+    allocation that fails inside a kernel's Prepare, e.g. TRANSPOSE's), the interpreter dereferences a null
+    tensor and the whole process dies with SIGSEGV; seen with an unrolled LSTM. A crashed probe counts as
+    "does not fit" and the parent carries on. A probe that succeeds or fails cleanly gives the same answer as
+    in-process, so measured arenas do not change.
+    """
+    if not hasattr(os, "fork"):
+        return _allocates_and_invokes(model, arena_bytes)
+    from tflite_micro import runtime  # noqa: F401 - import in the parent, never under the child's import lock
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: probe, report, exit without running the parent's atexit handlers
+        status = 1
+        try:
+            os.close(read_fd)
+            ok, why = _allocates_and_invokes(model, arena_bytes)
+            os.write(write_fd, (b"1" if ok else b"0") + why.encode("utf-8", errors="replace")[:16000])
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(read_fd)
+    _, wait_status = os.waitpid(pid, 0)
+    data = b"".join(chunks)
+    if not data:
+        return False, f"TFLite-Micro crashed with a {arena_bytes}-byte arena (wait status {wait_status})"
+    return data[:1] == b"1", data[1:].decode("utf-8", errors="replace")
+
+
+def _next_probe(lo: int, hi: int, g: int) -> int:
+    mid = ((lo + hi) // 2 // g) * g
+    return lo + g if mid <= lo else mid
+
+
+def _bisect(model: bytes, lo: int, hi: int, g: int) -> int:
+    """Smallest working arena in (lo, hi], ``lo`` failing and ``hi`` working, to ``g`` bytes.
+
+    The probes run one after another in a single forked child (one fork per search, not per probe) that
+    reports each probe before and after it runs; if a probe kills the child (see :func:`_probe`) that size
+    counts as failing and a fresh child carries on from there.
+    """
+    if not hasattr(os, "fork"):
+        while hi - lo > g:
+            mid = _next_probe(lo, hi, g)
+            lo, hi = (lo, mid) if _allocates_and_invokes(model, mid)[0] else (mid, hi)
+        return hi
+    from tflite_micro import runtime  # noqa: F401 - import in the parent, never under the child's import lock
+
+    while hi - lo > g:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: run the search, one line per probe start and one per result
+            status = 1
+            try:
+                os.close(read_fd)
+                a, b = lo, hi
+                while b - a > g:
+                    mid = _next_probe(a, b, g)
+                    os.write(write_fd, f"{mid}\n".encode())
+                    ok = _allocates_and_invokes(model, mid)[0]
+                    os.write(write_fd, f"{mid} {int(ok)}\n".encode())
+                    a, b = (a, mid) if ok else (mid, b)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_fd)
+        chunks = []
+        while chunk := os.read(read_fd, 1 << 16):
+            chunks.append(chunk)
+        os.close(read_fd)
+        _, wait_status = os.waitpid(pid, 0)
+        before = (lo, hi)
+        running: int | None = None
+        for line in b"".join(chunks).decode().splitlines():
+            fields = line.split()
+            if len(fields) == 1:
+                running = int(fields[0])
+            else:
+                running = None
+                lo, hi = (lo, int(fields[0])) if fields[1] == "1" else (int(fields[0]), hi)
+        if running is not None:  # the child died in this probe: it does not fit
+            log.debug("TFLite-Micro crashed with a %d-byte arena (wait status %d); counted as too small",
+                      running, wait_status)
+            lo = running
+        if (lo, hi) == before:
+            raise ArenaError(f"the arena search process died before probing anything "
+                             f"(wait status {wait_status})")
+    return hi
+
+
 def arena_allocates(tflite_path: str | os.PathLike[str], arena_bytes: int) -> bool:
     """True when TFLite-Micro allocates AND invokes the model with an arena of ``arena_bytes``."""
     if arena_bytes <= 0:
         return False
-    ok, _ = _allocates_and_invokes(_read_model(tflite_path), arena_bytes)
+    ok, _ = _probe(_read_model(tflite_path), arena_bytes)
     return ok
 
 
@@ -109,8 +206,10 @@ def measure_arena_bytes(tflite_path: str | os.PathLike[str], max_bytes: int = 1 
     """Smallest tensor arena (bytes, multiple of 16) with which TFLite-Micro allocates and invokes the model.
 
     Binary search between 16 and ``max_bytes``. Allocation success is monotone in the arena size, so the
-    search is exact to :data:`ARENA_GRANULARITY`. Raises :class:`ArenaError` when even ``max_bytes`` fails
-    (an op TFLite-Micro lacks, a model too big for the target, or a corrupt file), with TFLite-Micro's reason.
+    search is exact to :data:`ARENA_GRANULARITY`. The probes run in a forked process (:func:`_probe`,
+    :func:`_bisect`): a size at which TFLite-Micro crashes counts as too small instead of killing the caller.
+    Raises :class:`ArenaError` when even ``max_bytes`` fails (an op TFLite-Micro lacks, a model too big for the
+    target, or a corrupt file), with TFLite-Micro's reason.
     See the module docstring for how the host figure relates to a 32-bit MCU.
     """
     path = Path(tflite_path)
@@ -119,21 +218,13 @@ def measure_arena_bytes(tflite_path: str | os.PathLike[str], max_bytes: int = 1 
     hi = (int(max_bytes) // g) * g
     if hi < g:
         raise ValueError(f"max_bytes must be at least {g}, got {max_bytes}")
-    ok, why = _allocates_and_invokes(model, hi)
+    ok, why = _probe(model, hi)
     if not ok:
         raise ArenaError(
             f"{path}: TFLite-Micro cannot allocate and invoke this model even with a {hi}-byte arena "
             f"(unsupported op, model too large, or corrupt file). TFLite-Micro said: {why or '(nothing)'}"
         )
-    lo = 0  # known failing (an empty arena never works)
-    while hi - lo > g:
-        mid = ((lo + hi) // 2 // g) * g
-        if mid <= lo:
-            mid = lo + g
-        if _allocates_and_invokes(model, mid)[0]:
-            hi = mid
-        else:
-            lo = mid
+    hi = _bisect(model, 0, hi, g)  # 0 is known failing (an empty arena never works)
     log.debug("%s: smallest TFLite-Micro arena %d bytes", path, hi)
     return hi
 
@@ -274,11 +365,11 @@ def formula_flash_bytes(parameters: int) -> int:
 
 
 def rough_size_estimate(shape: Mapping[str, int]) -> dict[str, int]:
-    """ROUGH pre-training flash and arena of a ``ds_tcn`` model, before any training or conversion.
+    """ROUGH pre-training flash and arena of a model, before any training or conversion; fitted to ``ds_tcn``.
 
     ``shape`` (:func:`wakeword.deploy.model_shape`) has ``parameters``, ``input_elements`` (window frames x
-    features), ``peak_pair_elements`` (largest input + output of one conv/linear layer), ``conv_layers`` and
-    ``conv_out_channels`` (summed over conv layers). Returns:
+    features), ``peak_pair_elements`` (largest input + output of one conv/linear call), ``conv_layers`` and
+    ``conv_out_channels`` (summed over conv calls, Conv1d and Conv2d). Returns:
 
     - ``flash_formula_bytes``: SPEC 4.7's ``parameters x 1.1``. It counts int8 weights only, so it is 1.5-4.4x
       too small for these models: the flatbuffer also holds int32 biases, per-channel quantisation scales and
@@ -294,6 +385,12 @@ def rough_size_estimate(shape: Mapping[str, int]) -> dict[str, int]:
     default model of the demo run: flash 6% under, arena 4% over). Another converter, architecture or
     MCU build (CMSIS-NN/ESP-NN scratch buffers, 32-bit pointers) moves them; the tflite stage measures the
     real figures. Not for anything but sizing a model before training it.
+
+    Other architectures (``model.arch``): the same formulas apply but are rougher. They miss what ds_tcn does
+    not have: per-op records of graphs with many small ops (the unrolled ``gru``/``lstm`` steps, MobileNetV3's
+    squeeze-excite blocks: flash and arena well above the fit), activation buffers kept alive by residual
+    connections (``resnet``, ``tcn``) and the two CMVN ops of the 2-D models. The measured defaults are in the
+    table at the top of :mod:`wakeword.models`.
     """
     for key in ("parameters", "input_elements", "peak_pair_elements", "conv_layers", "conv_out_channels"):
         if int(shape[key]) < 0:

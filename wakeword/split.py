@@ -49,8 +49,8 @@ def split_items(items: list[Item], params: SplitParams, seed: int) -> dict[str, 
         if item.role == "heldout":
             out.setdefault("heldout", []).append(item)
         elif item.kind == "stream":
-            if item.role not in ("val", "test"):
-                raise SplitError(f"stream {item.path}: role must be 'val' or 'test', got {item.role!r}")
+            if item.role not in ("train", "val", "test"):
+                raise SplitError(f"stream {item.path}: role must be 'train', 'val' or 'test', got {item.role!r}")
             out[item.role].append(item)
         elif item.kind == "rir":
             out["train"].append(item)

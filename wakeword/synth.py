@@ -4,7 +4,7 @@ Layout written under ``out_dir`` (built in a temporary sibling directory and ren
 failure never leaves a half-written data set)::
 
     clips/{positive,negative,hard_negative,background}/<id>.wav   16 kHz mono PCM_16
-    streams/{val,test}.wav + streams/{val,test}.json             long continuous negative audio
+    streams/{val,test,train}.wav + .json                         long continuous negative audio (train: mining)
     manifest.jsonl                                                one JSON object per clip / stream
 
 Determinism: every random choice comes from ``np.random.default_rng([seed, kind_code, ...])`` keyed by
@@ -12,8 +12,9 @@ the item's index (never by processing order), the engines themselves are made bi
 (:mod:`wakeword.tts`), and results are gathered by id, so the worker count cannot change a single byte.
 
 Voices: every espeak (accent, variant) pair, up to ``espeak_variants_per_accent`` variants per accent,
-shuffled with the seed; a ``stream_voice_fraction`` share is reserved for the streams (half val, half test)
-and never renders a clip, so false alarms per hour are measured on unseen voices.
+shuffled with the seed; a ``stream_voice_fraction`` share is reserved for the streams (half val, half test;
+as many again for the training stream that hard-negative mining scores) and never renders a clip, so false
+alarms per hour are measured on unseen voices.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ KIND_CODES: dict[str, int] = {"positive": 1, "negative": 2, "hard_negative": 3, 
 HELDOUT_CODES: dict[str, int] = {"positive": 11, "negative": 12, "hard_negative": 13}
 _PLAN_CODE = 100  # rng sub-stream for plan-level choices (as opposed to per-item streams)
 _VOICE_CODE = 6
-ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3}
+ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3, "train": 4}
 
 CLIP_LEVEL_DBFS = -20.0
 PEAK_LIMIT = 0.89  # -1 dBFS
@@ -164,16 +165,21 @@ def build_voice_pool(params: SynthParams, seed: int) -> list[tts.EspeakVoice]:
     return [pool[int(i)] for i in order]
 
 
-def split_voice_pool(pool: list[tts.EspeakVoice], fraction: float) -> dict[str, list[tts.EspeakVoice]]:
-    """Reserve ``fraction`` of the pool for the streams (half val, half test); the rest render clips."""
+def split_voice_pool(pool: list[tts.EspeakVoice], fraction: float,
+                     train_stream: bool = False) -> dict[str, list[tts.EspeakVoice]]:
+    """Reserve ``fraction`` of the pool for the streams (half val, half test); the rest render clips. With
+    ``train_stream``, as many voices as the val stream has are reserved next for the training stream (the
+    hard-negative mining material), so none of its voices speaks a clip of any split either."""
     n_res = max(2, round(fraction * len(pool)))
-    if len(pool) - n_res < 1:
+    n_train = n_res // 2 if train_stream else 0
+    if len(pool) - n_res - n_train < 1:
         raise SynthError(
             f"synth.stream_voice_fraction = {fraction}: the espeak voice pool has only {len(pool)} voices, too "
             "few to reserve one for each stream and keep one for clips; raise synth.espeak_variants_per_accent"
         )
     n_val = n_res // 2
-    return {"val": pool[:n_val], "test": pool[n_val:n_res], "clips": pool[n_res:]}
+    return {"val": pool[:n_val], "test": pool[n_val:n_res], "train": pool[n_res:n_res + n_train],
+            "clips": pool[n_res + n_train:]}
 
 
 def _espeak_settings(params: SynthParams, rng: np.random.Generator, positive: bool) -> dict[str, Any]:
@@ -322,7 +328,8 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
     ``engine`` speaks every utterance of the stream (espeak for val/test, the held-out engine for the
     held-out stream) with ``voices`` (espeak voices, or the engine's voice names).
     """
-    hours = {"val": params.stream_val_h, "test": params.stream_test_h, "heldout": params.stream_heldout_h}[role]
+    hours = {"val": params.stream_val_h, "test": params.stream_test_h, "heldout": params.stream_heldout_h,
+             "train": params.stream_train_h}[role]
     total = round(hours * 3600 * SR)
     block = int(STREAM_BLOCK_S * SR)
     cores = [block] * (total // block)
@@ -670,9 +677,9 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
                     "streams", "_work"):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
         pool = build_voice_pool(params, seed)
-        pools = split_voice_pool(pool, params.stream_voice_fraction)
-        LOG.info("voices: %d clip, %d val-stream, %d test-stream", len(pools["clips"]), len(pools["val"]),
-                 len(pools["test"]))
+        pools = split_voice_pool(pool, params.stream_voice_fraction, params.stream_train_h > 0)
+        LOG.info("voices: %d clip, %d val-stream, %d test-stream, %d train-stream", len(pools["clips"]),
+                 len(pools["val"]), len(pools["test"]), len(pools["train"]))
         confusables = confusables_for(params.phrase, seed)
         clip_tasks = plan_clips(params, seed, pools["clips"], confusables)
         heldout_tasks = plan_heldout(params, seed, confusables)
@@ -692,7 +699,8 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
         LOG.info("background clips: %d, at %.1f s", len(bg_tasks), time.perf_counter() - t0)
         streams = {}
         stream_voices: dict[str, tuple[str, list[Any], list[str]]] = {
-            role: ("espeak", pools[role], [v.group for v in pools[role]]) for role in ("val", "test")}
+            role: ("espeak", pools[role], [v.group for v in pools[role]]) for role in ("val", "test", "train")
+            if pools[role]}
         if heldout_tasks:
             stream_voices["heldout"] = ("pico", list(tts.PICO_VOICES), [f"pico:{v}" for v in tts.PICO_VOICES])
         for role, (engine, voices, groups) in stream_voices.items():

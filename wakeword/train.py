@@ -1,18 +1,35 @@
-"""Training: AdamW + cross entropy (label smoothing), linear warm-up then cosine decay per step, per-epoch
-validation on the validation clips and stream with the streaming detector, and the checkpoint of the
-epoch with the best validation recall at the target false-alarm rate (ties: lower validation loss).
+"""Training (SPEC 5): optimizer, schedule, losses, EMA, QAT, balanced batches, triplet fine-tuning,
+distillation, per-epoch validation with the streaming detector, best-checkpoint selection and exact resume.
+
+Per epoch the model is validated on the validation clips and stream through the detector. The weights that are
+validated, checkpointed and exported are the EMA weights when ``train.ema.enabled`` (else the raw ones), with
+fake quantization during QAT epochs. The best epoch is chosen by validation false alarms first, then recall
+(:func:`selection_key`): an epoch whose detector meets ``calibrate.target_fah`` on the validation stream
+beats one that does not; among those that do not, the lower FAH wins; then the higher recall at the target,
+then the lower validation loss.
+
+Phases: ``train.epochs`` main epochs, then ``train.triplet.epochs`` epochs that add the triplet loss on the
+model's embedding at a constant ``triplet.lr``. Both compete for the best checkpoint.
+
+Resume: with a ``state_dir``, the full training state (model, optimizer, EMA, schedule, early-stopping
+counters, RNG states, history, best so far) is written there after every epoch under a fingerprint of
+the inputs (params, features index, CMVN, training code). A run with the same fingerprint continues after
+the last finished epoch and ends bit-for-bit where an uninterrupted run ends (CPU). Any other fingerprint
+starts from scratch.
 
 Per-epoch curves go through a logger callback (the stage passes DVCLive); the library does not import it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +41,19 @@ from tqdm import tqdm
 from wakeword import metrics
 from wakeword.augment import spec_augment
 from wakeword.calibration import threshold_grid
+from wakeword.checkpoint import save_checkpoint
 from wakeword.cmvn import CMVN, EPS
+from wakeword.ema import EMA, ema_decay
 from wakeword.evaluation import labeled_windows, operating_curve, score_set
 from wakeword.featureset import FeatureSet
+from wakeword.losses import (
+    ClassificationLoss,
+    balanced_class_weights,
+    combine,
+    distillation_loss,
+    triplet_loss,
+)
+from wakeword.lr_finder import LRFinderResult, lr_range_test
 from wakeword.models import build_model, count_macs, count_parameters
 from wakeword.params import (
     AudioParams,
@@ -36,16 +63,24 @@ from wakeword.params import (
     ModelParams,
     TrainParams,
 )
+from wakeword.qat import enable_qat, freeze_observers, is_qat, observer_state, plain_state_dict
+from wakeword.sampling import epoch_batches
 from wakeword.scoring import LogitFn
 
 log = logging.getLogger(__name__)
 
 EpochLogger = Callable[[int, dict[str, float]], None]
-EpochWindows = Callable[[int], tuple[np.ndarray, np.ndarray]]
+#: on-the-fly augmentation: (epoch) -> (windows, labels, kinds) of that epoch
+EpochWindows = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+#: a distillation teacher: student-normalised windows (B, frames, features) -> logits (B, 2)
+TeacherFn = Callable[[torch.Tensor], torch.Tensor]
+STATE_VERSION = 1
+#: validation FAH reported when no threshold gives a usable detector (it is on for most of the stream)
+NO_OPERATING_POINT_FAH = 1.0e6
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing or not one this code wrote."""
+class TrainError(RuntimeError):
+    """Training cannot run as configured (no usable device, broken state, ...)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -71,15 +106,67 @@ def torch_logit_fn(model: nn.Module, cmvn: CMVN, batch: int = 4096) -> LogitFn:
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float:
+    """Cosine schedule per step with linear warm-up."""
     if warmup > 0 and step < warmup:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def scheduled_lr(p: TrainParams, step: int, total: int, warmup: int, peak: float, plateau_scale: float) -> float:
+    """Learning rate of main-phase step ``step``: cosine, or warm-up then ``peak * plateau_scale`` (plateau,
+    floored at ``min_lr``) or ``peak`` (constant)."""
+    if p.schedule == "cosine":
+        return lr_at(step, total, warmup, peak, min(p.min_lr, peak))
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    if p.schedule == "plateau":
+        return max(min(p.min_lr, peak), peak * plateau_scale)
+    return peak
+
+
 def validation_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     z = torch.from_numpy(logits.astype(np.float32))
     return float(nn.functional.cross_entropy(z, torch.from_numpy(labels)).item())
+
+
+def selection_key(row: dict[str, float], target_fah: float) -> tuple[float, ...]:
+    """Larger is better: meets the FAH target, then lower FAH (above the target), recall, lower loss."""
+    fah = row["val_fah"]
+    return (float(fah <= target_fah), -max(fah, target_fah), row["val_recall_at_target_fah"], -row["val_loss"])
+
+
+def resolve_device(p: TrainParams) -> torch.device:
+    if p.device == "cpu" or (p.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainError("train.device is 'cuda' but torch sees no CUDA GPU on this machine; use auto or cpu")
+    return torch.device("cuda")
+
+
+@dataclass
+class TrainData:
+    """What one training run reads. ``extra`` (mined hard negatives) is appended to the training windows."""
+
+    train: FeatureSet
+    val: FeatureSet
+    val_stream: np.ndarray
+    val_hours: float
+    cmvn: CMVN
+    index: dict[str, Any]
+    epoch_windows: EpochWindows | None = None
+    extra: FeatureSet | None = None
+
+
+@dataclass
+class TrainSetup:
+    model: ModelParams
+    train: TrainParams
+    detector: DetectorParams
+    calibrate: CalibrateParams
+    audio: AudioParams
+    seed: int
+    augment: AugmentParams | None = None
 
 
 @dataclass
@@ -90,120 +177,363 @@ class TrainResult:
     parameters: int
     macs_per_window: int
     wall_s: float
+    peak_lr: float
+    resumed_from_epoch: int = 0
+    stopped_early: bool = False
+    lr_finder: LRFinderResult | None = None
+    ema_differs: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+def fingerprint(setup: TrainSetup, data: TrainData, init: dict[str, torch.Tensor] | None, teacher_id: str) -> str:
+    """Identity of a training run's inputs: a saved state is resumed only under the same fingerprint."""
+    h = hashlib.sha256()
+    cfg = {"model": setup.model.model_dump(), "train": setup.train.model_dump(), "seed": setup.seed,
+           "detector": setup.detector.model_dump(), "calibrate": setup.calibrate.model_dump(),
+           "audio": setup.audio.model_dump(), "augment": setup.augment.model_dump() if setup.augment else None,
+           "index": data.index, "cmvn": data.cmvn.to_dict(), "teacher": teacher_id, "version": STATE_VERSION,
+           "on_the_fly": data.epoch_windows is not None}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for arr in (data.train.x, data.train.y, data.train.kind, data.val.x, data.val_stream):
+        h.update(hashlib.sha256(np.ascontiguousarray(arr).tobytes()).digest())
+    if data.extra is not None:
+        h.update(hashlib.sha256(np.ascontiguousarray(data.extra.x).tobytes()).digest())
+    if init is not None:
+        for k in sorted(init):
+            h.update(k.encode())
+            h.update(init[k].cpu().numpy().tobytes())
+    for mod in ("train", "models", "losses", "ema", "qat", "sampling", "lr_finder"):
+        h.update(Path(__file__).with_name(f"{mod}.py").read_bytes())
+    return h.hexdigest()
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from a checkpoint (``weights_only=True``: no pickle from data)."""
+def load_state(state_dir: Path | None, fp: str) -> dict[str, Any] | None:
+    """The saved state under ``fp``, or None (none saved, another fingerprint, or unreadable: logged)."""
+    if state_dir is None:
+        return None
+    path = Path(state_dir) / "last.pt"
+    if not path.exists():
+        return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        meta = ckpt["meta"]
-        model = build_model(ModelParams(**meta["model"]), int(meta["n_features"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a usable checkpoint ({exc})") from None
-    return model.eval(), meta
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file means: start over
+        log.warning("%s: unreadable training state (%s); training from scratch", path, exc)
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fp:
+        log.info("%s: saved training state is from other inputs; training from scratch", path)
+        return None
+    return state
+
+
+def _eval_copy(setup: TrainSetup, n_features: int, window: int, weights: dict[str, torch.Tensor],
+               qat_model: nn.Module | None) -> nn.Module:
+    """A fresh CPU model with ``weights``; fake-quantized like ``qat_model`` (observers frozen) when given."""
+    m = build_model(setup.model, n_features, window)
+    m.load_state_dict({k: v.detach().cpu() for k, v in weights.items()})
+    if qat_model is not None:
+        enable_qat(m, setup.train.qat.per_channel)
+        m.load_state_dict({k: v.cpu() for k, v in observer_state(qat_model).items()}, strict=False)
+        freeze_observers(m)
+    return m.eval()
+
+
+def validate(model: nn.Module, data: TrainData, setup: TrainSetup, thresholds: np.ndarray) -> dict[str, float]:
+    """Validation loss, FAH at the operating point, recall at the target FAH and clip ROC-AUC."""
+    window, step = int(data.index["window_frames"]), int(data.index["step_frames"])
+    scored = score_set(torch_logit_fn(model, data.cmvn), data.val, data.val_stream, data.val_hours, window, step)
+    vl_logits, vl_labels = labeled_windows(scored, window, step, data.val.x.shape[1])
+    cal = setup.calibrate
+    try:
+        curve = operating_curve(scored, 1.0, thresholds, setup.detector, setup.audio.step_ms,
+                                cal.max_stream_on_fraction)
+        idx, met = metrics.select_operating_point(curve, cal.target_fah)
+        fah = float(np.asarray(curve["fah"])[idx])
+        recall = float(np.asarray(curve["recall"])[idx]) if met else 0.0
+    except ValueError:  # stuck on at every threshold: no usable operating point
+        fah, recall = NO_OPERATING_POINT_FAH, 0.0
+    clip_scores = scored.clip_probs(1.0).max(axis=1)
+    return {"val_loss": validation_loss(vl_logits, vl_labels), "val_fah": fah,
+            "val_recall_at_target_fah": recall, "val_roc_auc": float(metrics.roc_auc(scored.label, clip_scores))}
+
+
+@dataclass
+class Progress:
+    """Best epoch so far, plateau learning-rate scale and early-stopping counters (saved for resume)."""
+
+    target_fah: float
+    plateau_patience: int
+    plateau_factor: float
+    early_stopping: int
+    best: dict[str, float] | None = None
+    best_epoch: int = -1
+    since_best: int = 0
+    bad_epochs: int = 0
+    plateau_scale: float = 1.0
+    stopped: bool = False
+
+    def update(self, epoch: int, row: dict[str, float], plateau: bool) -> bool:
+        """Record an epoch's validation row; True when it is the new best. ``plateau``: the plateau schedule
+        is active (the lr scale drops after more than ``plateau_patience`` epochs without improvement)."""
+        improved = self.best is None or selection_key(row, self.target_fah) > selection_key(self.best,
+                                                                                              self.target_fah)
+        if improved:
+            self.best, self.best_epoch, self.since_best, self.bad_epochs = dict(row), epoch, 0, 0
+        else:
+            self.since_best += 1
+            self.bad_epochs += 1
+            if plateau and self.bad_epochs > self.plateau_patience:
+                self.plateau_scale *= self.plateau_factor
+                self.bad_epochs = 0
+                log.info("validation plateau: lr scale now %.4g", self.plateau_scale)
+        if self.early_stopping and self.since_best >= self.early_stopping:
+            self.stopped = True
+            log.info("early stopping after epoch %d: %d epochs without a better checkpoint", epoch + 1,
+                     self.since_best)
+        return improved
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best or {}, "best_epoch": self.best_epoch, "since_best": self.since_best,
+                "bad_epochs": self.bad_epochs, "plateau_scale": self.plateau_scale, "stopped": self.stopped}
+
+    def restore(self, st: dict[str, Any]) -> None:
+        self.best = dict(st["best"]) or None
+        self.best_epoch, self.since_best = int(st["best_epoch"]), int(st["since_best"])
+        self.bad_epochs, self.plateau_scale = int(st["bad_epochs"]), float(st["plateau_scale"])
+        self.stopped = bool(st["stopped"])
 
 
 def train_model(
-    train_set: FeatureSet, val_set: FeatureSet, val_stream: np.ndarray, val_hours: float, cmvn: CMVN,
-    index: dict[str, Any], model_p: ModelParams, train_p: TrainParams, det_p: DetectorParams,
-    cal_p: CalibrateParams, audio_p: AudioParams, seed: int, checkpoint: Path,
-    on_epoch: EpochLogger | None = None, aug_p: AugmentParams | None = None,
-    epoch_windows: EpochWindows | None = None,
+    data: TrainData, setup: TrainSetup, checkpoint: Path, *, state_dir: Path | None = None,
+    on_epoch: EpochLogger | None = None, teacher: TeacherFn | None = None, teacher_id: str = "",
+    init: dict[str, torch.Tensor] | None = None, baseline: dict[str, float] | None = None,
+    epochs: int | None = None, checkpoint_meta: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train, validate every epoch on the validation clips and stream, keep the best epoch's checkpoint.
+    """Train, validate every epoch, keep the best epoch's (EMA) weights in ``checkpoint``.
 
-    ``aug_p`` switches on SpecAugment (time and frequency masks at the CMVN mean, i.e. 0) on each training
-    batch, drawn from its own generator so the batch order does not depend on it. ``epoch_windows``
-    (on-the-fly augmentation) gives fresh training features and labels for every epoch after the first;
-    the number of steps per epoch stays that of ``train_set``.
+    ``init``: start from these weights (fine-tuning) instead of a random initialisation; with ``baseline`` (the
+    validation row of ``init``, see :func:`validate`) they are the best so far, so the checkpoint keeps them
+    unless an epoch beats them (best epoch then -1). ``epochs`` overrides ``train.epochs`` for the main phase. ``teacher``: distillation teacher
+    (``train.distill``); ``teacher_id`` names it in the fingerprint.
     """
     t0 = time.time()
-    torch.set_num_threads(train_p.num_threads)
-    seed_everything(seed)
-    window, step = int(index["window_frames"]), int(index["step_frames"])
-    n_features = int(index["n_features"])
-    model = build_model(model_p, n_features)
+    tp, mp = setup.train, setup.model
+    torch.set_num_threads(tp.num_threads)
+    device = resolve_device(tp)
+    seed_everything(setup.seed)
+    window, step = int(data.index["window_frames"]), int(data.index["step_frames"])
+    n_features = int(data.index["n_features"])
+    model = build_model(mp, n_features, window)
+    if init is not None:
+        model.load_state_dict(init)
     n_params, macs = count_parameters(model), count_macs(model, window)
-    log.info("model %s: %d parameters, %d MACs per window", model_p.arch, n_params, macs)
+    log.info("model %s: %d parameters, %d MACs per window, device %s", mp.arch, n_params, macs, device)
+    model.to(device)
+    params_in_order = list(model.parameters())  # fixed before QAT renames them: optimizer state stays aligned
 
-    x = torch.from_numpy(cmvn.apply(train_set.x))
-    y = torch.from_numpy(train_set.y.astype(np.int64))
+    train_x, train_y, train_kind = data.train.x, data.train.y, data.train.kind
+    if data.extra is not None:
+        train_x = np.concatenate([train_x, data.extra.x])
+        train_y = np.concatenate([train_y, data.extra.y])
+        train_kind = np.concatenate([train_kind, data.extra.kind])
+
+    def tensors(xe: np.ndarray, ye: np.ndarray, ke: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return (torch.from_numpy(data.cmvn.apply(xe)), torch.from_numpy(ye.astype(np.int64)),
+                torch.from_numpy(ke.astype(np.int64)))
+
+    x, y, kind = tensors(train_x, train_y, train_kind)
     n = x.shape[0]
-    steps_per_epoch = max(1, n // train_p.batch_size)
-    total = steps_per_epoch * train_p.epochs
-    warmup = steps_per_epoch * train_p.warmup_epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=train_p.lr, weight_decay=train_p.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=train_p.label_smoothing)
-    gen = torch.Generator().manual_seed(seed)
-    spec_gen = torch.Generator().manual_seed(seed + 1)
-    use_spec = aug_p is not None and aug_p.spec_prob > 0 and (aug_p.spec_time_masks + aug_p.spec_freq_masks) > 0
-    thresholds = threshold_grid(max(cal_p.threshold_step, 0.02))
-    logit_fn = torch_logit_fn(model, cmvn)
+    steps_per_epoch = max(1, n // tp.batch_size)
+    main_epochs = tp.epochs if epochs is None else epochs
+    total_epochs = main_epochs + tp.triplet.epochs
+    total = steps_per_epoch * main_epochs
+    warmup = steps_per_epoch * min(tp.warmup_epochs, main_epochs)
 
-    best: dict[str, float] | None = None
-    best_epoch = -1
+    weights = balanced_class_weights(train_y) if tp.loss.class_weights == "balanced" else None
+    loss_fn = ClassificationLoss(tp.loss, weights).to(device)
+    ratio = tuple(tp.batch_ratio) if tp.balanced_batches else None
+    use_spec = (setup.augment is not None and setup.augment.spec_prob > 0
+                and (setup.augment.spec_time_masks + setup.augment.spec_freq_masks) > 0)
+    amp = device.type == "cuda" and tp.mixed_precision
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+
+    def make_optimizer(ps: list[nn.Parameter], lr: float = tp.lr) -> torch.optim.Optimizer:
+        if tp.optimizer == "sgd":
+            return torch.optim.SGD(ps, lr=lr, momentum=tp.momentum, nesterov=tp.momentum > 0,
+                                   weight_decay=tp.weight_decay)
+        return torch.optim.AdamW(ps, lr=lr, weight_decay=tp.weight_decay)
+
+    gen = torch.Generator().manual_seed(setup.seed)
+    spec_gen = torch.Generator().manual_seed(setup.seed + 1)
+    trip_gen = torch.Generator().manual_seed(setup.seed + 2)
+
+    def batch_loss(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor, kb: torch.Tensor,
+                   triplet: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        xb, yb, kb = xb.to(device), yb.to(device), kb.to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = m(xb)
+            loss = loss_fn(logits.float(), yb, kb)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(xb.cpu()).to(device).float()
+                loss = combine(loss, distillation_loss(logits.float(), t_logits, tp.distill.temperature),
+                               tp.distill.alpha)
+            if triplet:
+                emb = m.embed(xb)  # type: ignore[operator]
+                loss = loss + tp.triplet.weight * triplet_loss(emb.float(), yb, tp.triplet.margin, trip_gen)
+        return loss, logits
+
+    # --- learning-rate range test (before any training draw: "plot" leaves the run itself unchanged)
+    finder: LRFinderResult | None = None
+    peak = tp.lr
+    if tp.lr_finder != "none":
+        rng_state = torch.get_rng_state()
+        lf_gen = torch.Generator().manual_seed(setup.seed + 3)
+
+        def lf_step(m: nn.Module, _i: int) -> torch.Tensor:
+            idx = torch.randint(0, n, (min(tp.batch_size, n),), generator=lf_gen)
+            return batch_loss(m, x[idx], y[idx], kind[idx], False)[0]
+
+        finder = lr_range_test(model, lambda ps: make_optimizer(ps, 1e-6), lf_step)
+        torch.set_rng_state(rng_state)
+        log.info("LR range test: suggested peak lr %.3g", finder.suggestion)
+        if tp.lr_finder == "use":
+            peak = finder.suggestion
+
+    opt = make_optimizer(params_in_order, peak)
+    ema = EMA(model) if tp.ema.enabled else None
+    thresholds = threshold_grid(max(setup.calibrate.threshold_step, 0.02))
+
+    fp = fingerprint(setup, data, init, teacher_id)
+    best_path = Path(state_dir) / "best.pt" if state_dir is not None else None
     history: list[dict[str, float]] = []
-    step_i = 0
-    for epoch in range(train_p.epochs):
-        if epoch_windows is not None and epoch > 0:
-            xe, ye = epoch_windows(epoch)
-            x, y = torch.from_numpy(cmvn.apply(xe)), torch.from_numpy(ye.astype(np.int64))
+    prog = Progress(setup.calibrate.target_fah, tp.plateau_patience, tp.plateau_factor, tp.early_stopping)
+    start_epoch, step_i = 0, 0
+    best_plain: dict[str, torch.Tensor] | None = None
+    if baseline is not None:
+        if init is None:
+            raise ValueError("a baseline validation row needs the init weights it belongs to")
+        prog.best = dict(baseline)
+        best_plain = {k: v.detach().cpu().clone() for k, v in init.items()}
+    state = load_state(state_dir, fp)
+    if state is None and best_path is not None and best_path.exists():
+        best_path.unlink()  # another run's best weights: never to be mistaken for this run's
+    if state is not None:
+        start_epoch = int(state["epoch"]) + 1
+        if state["qat"]:
+            enable_qat(model, tp.qat.per_channel)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        gen.set_state(state["gen"])
+        spec_gen.set_state(state["spec_gen"])
+        trip_gen.set_state(state["trip_gen"])
+        history = [dict(r) for r in state["history"]]
+        prog.restore(state["progress"])
+        step_i, peak = int(state["step"]), float(state["peak_lr"])
+        if best_path is not None and best_path.exists():
+            best_plain = torch.load(best_path, map_location="cpu", weights_only=True)
+        log.info("resuming after epoch %d of %d (%s)", start_epoch, total_epochs, state_dir)
+        for i, row in enumerate(history):  # replay the finished epochs into the logger
+            if on_epoch is not None:
+                on_epoch(i, row)
+
+    for epoch in range(start_epoch, total_epochs):
+        if prog.stopped:
+            break
+        triplet_phase = epoch >= main_epochs
+        if tp.qat.enabled and epoch >= tp.qat.start_epoch and not is_qat(model):
+            layers = enable_qat(model, tp.qat.per_channel)
+            log.info("epoch %d: quantization-aware training on (%d layers fake-quantized)", epoch + 1, layers)
+        if data.epoch_windows is not None and epoch > 0:
+            xe, ye, ke = data.epoch_windows(epoch)
+            if data.extra is not None:
+                xe, ye = np.concatenate([xe, data.extra.x]), np.concatenate([ye, data.extra.y])
+                ke = np.concatenate([ke, data.extra.kind])
+            x, y, kind = tensors(xe, ye, ke)
             n = x.shape[0]
         model.train()
-        perm = torch.randperm(n, generator=gen)
+        batches = epoch_batches(n, tp.batch_size, steps_per_epoch, gen,
+                                kind.numpy() if ratio is not None else None, ratio)
         total_loss = correct = seen = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{train_p.epochs}", unit="batch", leave=False)
-        for b in bar:
-            idx = perm[b * train_p.batch_size : (b + 1) * train_p.batch_size]
-            if idx.numel() == 0:
-                break
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch", leave=False)
+        for idx in bar:
+            lr = tp.triplet.lr if triplet_phase else scheduled_lr(tp, step_i, total, warmup, peak, prog.plateau_scale)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step_i, total, warmup, train_p.lr, train_p.min_lr)
+                group["lr"] = lr
             xb = x[idx]
             if use_spec:
-                assert aug_p is not None
-                xb = spec_augment(xb, spec_gen, aug_p.spec_prob, aug_p.spec_time_masks, aug_p.spec_time_mask_frames,
-                                  aug_p.spec_freq_masks, aug_p.spec_freq_mask_bins)
-            logits = model(xb)
-            loss = loss_fn(logits, y[idx])
+                assert setup.augment is not None
+                a = setup.augment
+                xb = spec_augment(xb, spec_gen, a.spec_prob, a.spec_time_masks, a.spec_time_mask_frames,
+                                  a.spec_freq_masks, a.spec_freq_mask_bins)
+            loss, logits = batch_loss(model, xb, y[idx], kind[idx], triplet_phase)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if tp.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params_in_order, tp.grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            if ema is not None:
+                ema.update(model, ema_decay(step_i, epoch, total_epochs, tp.ema))
             step_i += 1
-            total_loss += float(loss.item()) * idx.shape[0]
-            correct += float((logits.argmax(1) == y[idx]).sum().item())
+            total_loss += float(loss.detach()) * idx.shape[0]
+            correct += float((logits.detach().argmax(1).cpu() == y[idx]).sum())
             seen += idx.shape[0]
-        scored = score_set(logit_fn, val_set, val_stream, val_hours, window, step)
-        vl_logits, vl_labels = labeled_windows(scored, window, step, val_set.x.shape[1])
-        curve = operating_curve(scored, 1.0, thresholds, det_p, audio_p.step_ms, cal_p.max_stream_on_fraction)
-        recall, _ = metrics.recall_at_fah(curve, cal_p.target_fah)
-        clip_scores = scored.clip_probs(1.0).max(axis=1)
-        row = {
-            "train_loss": total_loss / seen, "train_accuracy": correct / seen,
-            "val_loss": validation_loss(vl_logits, vl_labels),
-            "val_recall_at_target_fah": float(recall),
-            "val_roc_auc": float(metrics.roc_auc(scored.label, clip_scores)),
-            "lr": opt.param_groups[0]["lr"],
-        }
+
+        weights_now = ema.state_dict() if ema is not None else {k: v.detach().clone()
+                                                                 for k, v in plain_state_dict(model).items()}
+        eval_model = _eval_copy(setup, n_features, window, weights_now, model if is_qat(model) else None)
+        row = {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+               **validate(eval_model, data, setup, thresholds), "lr": opt.param_groups[0]["lr"]}
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
         if on_epoch is not None:
             on_epoch(epoch, row)
-        key = (row["val_recall_at_target_fah"], -row["val_loss"])
-        if best is None or key > (best["val_recall_at_target_fah"], -best["val_loss"]):
-            best, best_epoch = dict(row), epoch
-            meta = {
-                "model": model_p.model_dump(), "n_features": n_features, "window_frames": window,
-                "step_frames": step, "epoch": epoch, "val": row,
-            }
-            save_checkpoint(checkpoint, model, meta)
-    assert best is not None
-    return TrainResult(best_epoch, best, history, n_params, macs, time.time() - t0)
+        if prog.update(epoch, row, tp.schedule == "plateau" and not triplet_phase):
+            best_plain = {k: v.detach().cpu().clone() for k, v in weights_now.items()}
+            if best_path is not None:
+                _atomic_torch_save(best_plain, best_path)
+        if state_dir is not None:
+            _atomic_torch_save({
+                "fingerprint": fp, "version": STATE_VERSION, "epoch": epoch, "qat": is_qat(model),
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "ema": ema.state_dict() if ema is not None else {},
+                "scaler": scaler.state_dict() if scaler is not None else {},
+                "rng": torch.get_rng_state(), "gen": gen.get_state(), "spec_gen": spec_gen.get_state(),
+                "trip_gen": trip_gen.get_state(), "history": history, "progress": prog.state(),
+                "step": step_i, "peak_lr": peak,
+            }, Path(state_dir) / "last.pt")
+
+    best, best_epoch = prog.best, prog.best_epoch
+    if best is None or best_plain is None:
+        raise TrainError("training finished without a validated epoch (train.epochs must be >= 1)")
+    meta = {"model": mp.model_dump(), "n_features": n_features, "window_frames": window, "step_frames": step,
+            "epoch": best_epoch, "val": best, "cmvn": data.cmvn.to_dict(),
+            **(checkpoint_meta or {})}
+    final = build_model(mp, n_features, window)
+    final.load_state_dict(best_plain)
+    save_checkpoint(checkpoint, final, meta)
+    raw = plain_state_dict(model)
+    ema_differs = ema is not None and any(
+        not torch.equal(raw[k].detach().cpu(), ema.shadow[k].cpu()) for k in raw if raw[k].is_floating_point())
+    return TrainResult(best_epoch, best, history, n_params, macs, time.time() - t0, peak,
+                       resumed_from_epoch=start_epoch, stopped_early=prog.stopped, lr_finder=finder,
+                       ema_differs=ema_differs)

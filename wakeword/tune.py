@@ -8,7 +8,7 @@ The search space is a YAML file (``tune.yaml`` at the repository root by default
     max_ram_kb: 48
     space:
       train.lr:           {distribution: log_uniform, low: 3.0e-4, high: 1.0e-2}
-      model.channels:     {distribution: categorical, choices: [32, 48, 64]}
+      model.ds_tcn.channels:     {distribution: categorical, choices: [32, 48, 64]}
       augment.noise_prob: {distribution: uniform, low: 0.3, high: 0.9}
       train.epochs:       {distribution: int, low: 10, high: 30, step: 5}
 

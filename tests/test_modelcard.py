@@ -1,0 +1,216 @@
+"""The model card: rendered from small hand-written metrics, every figure in its row and column; missing inputs
+name the file; the stage writes the card; and the repo's real metrics/ files render (their key names)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from stages.card import main as card_main
+from wakeword.modelcard import (
+    INPUT_FILES,
+    ModelCardError,
+    ModelCardInputs,
+    load_card_inputs,
+    read_json_input,
+    render_model_card,
+)
+from wakeword.params import Params, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _group(recall: float, fah: float, r05: float, r1: float, eer: float, auc: float) -> dict:
+    return {
+        "fah": fah, "fah_ci_low": 0.01, "fah_ci_high": 5.5, "false_alarms": round(fah * 2), "negative_hours": 2.0,
+        "recall_at_target": recall, "recall_at_0p5_fah": r05, "recall_at_1p0_fah": r1, "eer": eer,
+        "pauc_norm_fpr10": 0.8125, "pauc_std_fpr10": 0.9, "roc_auc": auc, "confusable_false_accept_rate": 0.05,
+        "counts": {"confusable_clips": 40}, "latency": {"median_s": 0.12, "p95_s": 0.48},
+        "threshold": 0.777, "target_fah": 1.0,
+    }
+
+
+def small_inputs(heldout: bool = True) -> dict[str, dict]:
+    float_m = _group(recall=0.7, fah=1.5, r05=0.61, r1=0.72, eer=0.081, auc=0.9811)
+    int8_m = _group(recall=0.6, fah=2.5, r05=0.52, r1=0.63, eer=0.092, auc=0.9722)
+    int8_m["fidelity_vs_float"] = {"decision_agreement": 0.987, "recall_drop": 0.1, "mean_abs_prob_diff": 0.004,
+                                   "max_abs_prob_diff": 0.2}
+    if heldout:
+        float_m["heldout"] = _group(recall=0.211, fah=0.0, r05=0.123, r1=0.301, eer=0.17, auc=0.9)
+        int8_m["heldout"] = _group(recall=0.222, fah=0.5, r05=0.456, r1=0.402, eer=0.18, auc=0.91)
+    data = {"clips_per_engine": {"espeak": 480, "piper": 120, "noise": 20}, "formant_warped_clips": 300,
+            "stream_hours": {"val": 2.0, "test": 2.0}}
+    if heldout:
+        data["heldout"] = {"clips_per_engine": {"pico": 90}, "voices": 2}
+        data["stream_hours"]["heldout"] = 1.25
+    split = {
+        "train": {"positive_clips": 201.0, "negative_clips": 202.0, "hard_negative_clips": 83.0,
+                  "background_clips": 14.0, "positive_hours": 0.1, "negative_hours": 0.2, "groups": 40},
+        "val": {"positive_clips": 31.0, "negative_clips": 32.0, "groups": 9, "stream_clips": 1.0, "stream_hours": 2.0},
+        "test": {"positive_clips": 41.0, "negative_clips": 42.0, "hard_negative_clips": 43.0, "groups": 9,
+                 "stream_clips": 1.0, "stream_hours": 2.0},
+    }
+    if heldout:
+        split["heldout"] = {"positive_clips": 30.0, "negative_clips": 30.0, "hard_negative_clips": 30.0,
+                            "groups": 2, "stream_clips": 1.0, "stream_hours": 1.25}
+    return {
+        "split": split, "data": data,
+        "data_report": {"accepted": 0, "rejected": 0, "counts": {}, "hours": {}},
+        "train": {"epochs": 12, "best_epoch": 9, "train_wall_s": 123.4, "parameters": 4321, "macs_per_window": 100000,
+                  "best": {"val_recall_at_target_fah": 0.765, "val_loss": 0.1234}},
+        "size": {"flash_kb": 33.33, "arena_kb": 11.11, "detector_buffers_kb": 6.39, "ram_kb": 17.5,
+                 "parameters": 4321, "macs_per_window": 100000, "macs_per_second": 1000000,
+                 "float": {"flash_kb": 90.5, "arena_kb": 50.25, "ram_kb": 56.64},
+                 "platforms": {"esp32_s3": {"fits": True, "flash_kb": 33.33, "max_flash_kb": 64, "ram_kb": 17.5,
+                                            "max_ram_kb": 48, "flash_share_of_device": 0.0081,
+                                            "ram_share_of_device": 0.0342}}},
+        "float": float_m, "int8": int8_m,
+        "calibration": {"threshold": 0.777, "temperature": 0.9123, "target_fah": 1.0, "val_fah": 0.5,
+                        "val_recall": 0.8, "val_negative_hours": 2.0, "target_met": True, "ece_before": 0.02,
+                        "ece_after": 0.01, "detector": {"threshold_on": 0.777, "threshold_off": 0.677,
+                                                        "vote_window": 5, "vote_threshold": 3, "lockout_ms": 1500,
+                                                        "step_ms": 100}},
+    }
+
+
+def write_inputs(dir_: Path, inputs: dict[str, dict]) -> list[Path]:
+    dir_.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, data in inputs.items():
+        (p := dir_ / f"{stem}.json").write_text(json.dumps(data))
+        paths.append(p)
+    return paths
+
+
+def row(card: str, label: str) -> list[str]:
+    """The cells after the label of the table row starting with ``label``."""
+    hits = [line for line in card.splitlines() if line.startswith(f"| {label}")]
+    assert len(hits) == 1, f"no single row {label!r} in:\n{card}"
+    return [c.strip() for c in hits[0].strip().strip("|").split("|")][1:]
+
+
+def test_render_puts_each_figure_in_its_row_and_column():
+    card = render_model_card(small_inputs(), Params())
+    assert card.startswith('# Model card: "hey jarvis" wake-word detector (ds_tcn)')
+    header = row(card, "metric")
+    assert header == ["float, test", "int8, test", "float, held-out (pico)", "int8, held-out (pico)"]
+    # float before int8 in each set: the columns are not swapped
+    assert row(card, "recall at the threshold") == ["70.0%", "60.0%", "21.1%", "22.2%"]
+    assert row(card, "recall at 0.5 FA/h") == ["61.0%", "52.0%", "12.3%", "45.6%"]
+    assert row(card, "recall at 1 FA/h") == ["72.0%", "63.0%", "30.1%", "40.2%"]
+    assert row(card, "EER") == ["8.1%", "9.2%", "17.0%", "18.0%"]
+    assert row(card, "ROC-AUC")[:2] == ["0.9811", "0.9722"]
+    assert row(card, "FA/h at the threshold")[0] == "1.50 [0.01, 5.50] (3 in 2.00 h)"
+    assert row(card, "FA/h at the threshold")[1].startswith("2.50 ")
+    assert row(card, "confusable false-accept rate")[0] == "5.0% (2/40)"
+    assert row(card, "latency, phrase end to detection")[0] == "0.12 / 0.48"
+    # size: the int8 model's flash, arena, buffers and RAM; the platform fit
+    assert row(card, "int8 TFLite (deployed)") == ["33.33", "11.11", "6.39", "17.50"]
+    assert row(card, "float TFLite (reference)")[0] == "90.50"
+    assert row(card, "ESP32-S3") == ["yes", "33.33 / 64", "17.50 / 48", "0.8% / 3.4%"]
+    # data per split and kind, streams, engines, the held-out engine called out
+    assert row(card, "train") == ["201", "202", "83", "14", "0.30", "40", "–"]
+    assert row(card, "test") == ["41", "42", "43", "0", "0.00", "9", "2.00"]
+    assert row(card, "held-out engine (pico)")[:3] == ["30", "30", "30"]
+    assert "espeak 480, piper 120, noise 20" in card
+    assert "pico 90 clips, 2 voices, 1.25 h negative stream): **never trained on**" in card
+    # threshold, temperature, detector, compute, training
+    assert "**0.777**" in card and "0.9123" in card and "`threshold_off` 0.677" in card
+    assert "3 of the last 5 steps vote, lockout 1500 ms" in card
+    assert "Parameters: 4,321. MACs per window: 100,000 (0.10 M); per second of audio: 1,000,000 (1.00 M)" in card
+    assert "Epochs run 12 (`train.epochs` 20); best epoch 9" in card and "123 s of training" in card
+    assert "validation recall at the target FA/h 76.5%" in card
+    assert "Optimizer adamw, lr 0.003" in card and "EMA: on, decay 0.999" in card and "QAT: off" in card
+    assert "`model.ds_tcn`: channels 48, blocks 4, kernel_size 5" in card
+    assert "-S synth.phrase='hey jarvis'" in card and "-S model.arch=ds_tcn" in card
+    assert "22.2% on the held-out engine (pico)" in card  # the honest generalisation line
+    assert "int8 vs float: decision agreement 98.7%, recall drop 10.00 points" in card
+
+
+def test_rnn_arch_uses_the_rnn_section_and_later_train_keys_do_not_break():
+    inputs = small_inputs()
+    inputs["train"].update(qat_epochs_run=4, stopped_early=True, arch="gru")  # keys training may add later
+    inputs["train"]["best"]["val_fah"] = 0.25
+    params = Params.model_validate({"model": {"arch": "gru"}, "train": {"qat": {"enabled": True, "start_epoch": 5}}})
+    card = render_model_card(inputs, params)
+    assert "`model.arch: gru`; `model.rnn`: hidden_size 64" in card and "-S model.rnn.hidden_size=64" in card
+    assert "QAT: on from epoch 5" in card
+    assert "`qat_epochs_run` 4" in card and "Epochs run 12 (stopped early)" in card
+    assert "validation FA/h 0.25" in card and "Mismatch" not in card
+    assert "**Mismatch**: metrics/train.json is from arch `gru`" in render_model_card(inputs, Params())
+
+
+def test_without_a_heldout_set():
+    card = render_model_card(small_inputs(heldout=False), Params())
+    assert row(card, "metric") == ["float, test", "int8, test"]
+    assert "no held-out engine set" in card
+    assert "held-out engine (pico)" not in card.split("## Data")[1].split("## Architecture")[0].split("|---")[1]
+
+
+def test_missing_input_file_and_key_are_named(tmp_path):
+    paths = write_inputs(tmp_path, small_inputs())
+    (tmp_path / "size.json").unlink()
+    with pytest.raises(ModelCardError, match=r"size\.json: model card input not found.*tflite"):
+        load_card_inputs(paths)
+    present = [p for p in paths if p.name != "size.json"]
+    with pytest.raises(ModelCardError, match=r"not given: size\.json"):
+        load_card_inputs(present)
+    with pytest.raises(ModelCardError, match=r"onnx\.json: not a model card input"):
+        load_card_inputs([*present, tmp_path / "onnx.json"])
+    (tmp_path / "calibration.json").write_text("{nope")
+    with pytest.raises(ModelCardError, match=r"calibration\.json: not valid JSON"):
+        read_json_input(tmp_path / "calibration.json")
+    inputs = small_inputs()
+    del inputs["int8"]["recall_at_target"]
+    with pytest.raises(ModelCardError, match=r"int8\.json: missing or non-numeric recall_at_target"):
+        render_model_card(inputs, Params())
+    with pytest.raises(ModelCardError, match=r"train\.json is missing"):
+        ModelCardInputs.from_mapping({k: v for k, v in small_inputs().items() if k != "train"})
+
+
+def test_stage_writes_the_card(tmp_path):
+    paths = write_inputs(tmp_path / "metrics", small_inputs())
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(Params().model_dump(mode="json"), sort_keys=False))
+    out = tmp_path / "metrics" / "model_card.md"
+    result = CliRunner().invoke(card_main, [*map(str, paths), str(out), "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text == render_model_card(load_card_inputs(paths), Params())
+    assert not list(out.parent.glob("*.tmp"))
+    (tmp_path / "metrics" / "float.json").unlink()
+    again = CliRunner().invoke(card_main, [*map(str, paths), str(out), "--params", str(params)])
+    assert again.exit_code != 0 and "float.json" in again.output and "evaluate" in again.output
+
+
+@pytest.mark.skipif(not all((ROOT / "metrics" / f).is_file() for f in INPUT_FILES.values()),
+                    reason="no full set of metrics files in this checkout")
+def test_renders_the_repos_real_metrics():
+    files = [ROOT / "metrics" / f for f in INPUT_FILES.values()]
+    inputs = load_card_inputs(files)
+    card = render_model_card(inputs, load_params(ROOT / "params.yaml"))
+    size, cal = inputs.size, inputs.calibration
+    assert row(card, "int8 TFLite (deployed)")[0] == f"{size['flash_kb']:.2f}"
+    assert f"**{cal['threshold']:.3f}**" in card
+    assert row(card, "recall at the threshold")[0] == f"{100 * inputs.float_metrics['recall_at_target']:.1f}%"
+    if "heldout" in inputs.int8_metrics:
+        held = inputs.int8_metrics["heldout"]
+        assert row(card, "recall at the threshold")[3] == f"{100 * held['recall_at_target']:.1f}%"
+    for label in ("EER", "ROC-AUC", "FA/h at the threshold", "confusable false-accept rate"):
+        assert "–" not in row(card, label), f"{label}: a real key was not found"
+    assert "–" not in card.split("## Architecture")[1].split("## Size")[0]
+
+
+def test_own_audio_is_listed_when_the_source_uses_it():
+    inputs = small_inputs()
+    inputs["data_report"] = {"accepted": 40, "rejected": 3, "counts": {"positive": 24, "negative": 16, "rir": 0},
+                             "hours": {"positive": 0.0123, "negative": 0.02}}
+    both = render_model_card(inputs, Params.model_validate({"data": {"source": "both"}}))
+    assert "40 files accepted: positive 24 (0.01 h), negative 16 (0.02 h); 3 rejected" in both
+    assert "espeak 480" in both and "synthetic speech only" not in both
+    demo = render_model_card(inputs, Params())
+    assert "Own audio" not in demo and "synthetic speech only" in demo
