@@ -8,7 +8,6 @@ naming it), :func:`render_model_card` turns them into Markdown without touching 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wakeword.params import Params
+from wakeword.plots import _confusable_cell, _num, _pct  # the report's cell formats
 
 KINDS = ("positive", "negative", "hard_negative", "background")
 SPLITS = ("train", "val", "test", "heldout")
@@ -105,20 +105,9 @@ def load_card_inputs(paths: Iterable[str | Path]) -> ModelCardInputs:
 # --------------------------------------------------------------------------------------------- format
 
 
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-        return None
-    return float(x)
-
-
 def _fix(x: Any, digits: int = 2) -> str:
     v = _num(x)
     return "–" if v is None else f"{v:.{digits}f}"
-
-
-def _pct(x: Any, digits: int = 1) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{100.0 * v:.{digits}f}%"
 
 
 def _int(x: Any) -> str:
@@ -211,14 +200,6 @@ def _fah_cell(m: Mapping[str, Any]) -> str:
     n, h = _num(m.get("false_alarms")), _num(m.get("negative_hours"))
     events = f" ({round(n)} in {h:.2f} h)" if n is not None and h is not None else ""
     return f"{fah:.2f}{ci}{events}"
-
-
-def _confusable_cell(m: Mapping[str, Any]) -> str:
-    rate = _num(m.get("confusable_false_accept_rate"))
-    if rate is None:
-        return "–"
-    n = _num((m.get("counts") or {}).get("confusable_clips"))
-    return _pct(rate) + (f" ({round(rate * n)}/{round(n)})" if n else "")
 
 
 def _latency_cell(m: Mapping[str, Any]) -> str:

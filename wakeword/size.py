@@ -97,6 +97,16 @@ def _allocates_and_invokes(model: bytes, arena_bytes: int) -> tuple[bool, str]:
     return ok, (msg + "\n" + native).strip()
 
 
+def _read_to_end(read_fd: int, write_fd: int) -> bytes:
+    """In the parent after a fork: close our copy of the write end, read until the child closes its copy."""
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(read_fd)
+    return b"".join(chunks)
+
+
 def _probe(model: bytes, arena_bytes: int) -> tuple[bool, str]:
     """:func:`_allocates_and_invokes` in a forked child process where the OS allows it.
 
@@ -121,13 +131,8 @@ def _probe(model: bytes, arena_bytes: int) -> tuple[bool, str]:
             status = 0
         finally:
             os._exit(status)
-    os.close(write_fd)
-    chunks = []
-    while chunk := os.read(read_fd, 1 << 16):
-        chunks.append(chunk)
-    os.close(read_fd)
+    data = _read_to_end(read_fd, write_fd)
     _, wait_status = os.waitpid(pid, 0)
-    data = b"".join(chunks)
     if not data:
         return False, f"TFLite-Micro crashed with a {arena_bytes}-byte arena (wait status {wait_status})"
     return data[:1] == b"1", data[1:].decode("utf-8", errors="replace")
@@ -169,15 +174,11 @@ def _bisect(model: bytes, lo: int, hi: int, g: int) -> int:
                 status = 0
             finally:
                 os._exit(status)
-        os.close(write_fd)
-        chunks = []
-        while chunk := os.read(read_fd, 1 << 16):
-            chunks.append(chunk)
-        os.close(read_fd)
+        data = _read_to_end(read_fd, write_fd)
         _, wait_status = os.waitpid(pid, 0)
         before = (lo, hi)
         running: int | None = None
-        for line in b"".join(chunks).decode().splitlines():
+        for line in data.decode().splitlines():
             fields = line.split()
             if len(fields) == 1:
                 running = int(fields[0])
