@@ -60,3 +60,10 @@ def tiny_pipeline_repo(repo: Path) -> Path:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "first run"], repo)
     return repo
+
+
+def copy_repo(src: Path, dest: Path) -> Path:
+    """A working copy of the git + DVC repository ``src`` (with its DVC cache) at ``dest``, a new or empty
+    directory. DVC re-hashes the copied outputs once (their inodes changed); nothing re-runs."""
+    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    return dest

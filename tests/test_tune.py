@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import run, tiny_pipeline_repo
+from _support import copy_repo, run
 
 from wakeword import tune as t
 from wakeword.params import Params
@@ -308,9 +308,9 @@ def test_cli_refuses_bad_space_and_metric(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny-profile pipeline, run once and committed (tests/_support.py)."""
-    return tiny_pipeline_repo(tmp_path_factory.mktemp("tune"))
+def repo(tiny_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny-profile pipeline, run once and committed (tests/conftest.py)."""
+    return copy_repo(tiny_template, tmp_path_factory.mktemp("tune"))
 
 
 def experiments(repo: Path) -> dict[str, dict[str, Any]]:
@@ -325,10 +325,11 @@ def experiments(repo: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+# calibration knobs: each trial re-runs calibrate and what follows, not training (the sweep test below trains)
 TINY_SPACE = """\
 space:
-  train.lr: {distribution: categorical, choices: [1.0e-3, 3.0e-3]}
-  train.epochs: {distribution: int, low: 1, high: 1}   # one epoch: the shortest trial
+  calibrate.target_fah: {distribution: categorical, choices: [0.5, 1.0, 2.0]}
+  calibrate.threshold_step: {distribution: uniform, low: 0.01, high: 0.05, step: 0.01}
 """
 
 
@@ -344,8 +345,8 @@ def test_tune_runs_dvc_experiments_and_resumes(repo: Path) -> None:
     names = sorted(n for n in shown if n.startswith("tune-tiny-"))
     assert names == ["tune-tiny-0", "tune-tiny-1", "tune-tiny-2"], (sorted(shown), out)
     for name in names:
-        assert shown[name]["params"]["train"]["epochs"] == 1
-        assert shown[name]["params"]["train"]["lr"] in (1.0e-3, 3.0e-3)
+        assert shown[name]["params"]["calibrate"]["target_fah"] in (0.5, 1.0, 2.0)
+        assert 0.01 <= shown[name]["params"]["calibrate"]["threshold_step"] <= 0.05
         assert 0 <= shown[name]["metrics"]["metrics/int8.json"]["recall_at_target"] <= 1
     # the table, the size limits from params.yaml's platforms, the best trial and how to keep it
     assert "flash <= 64 KB, RAM <= 48 KB" in out and "best: trial" in out and "dvc exp apply tune-tiny-" in out
