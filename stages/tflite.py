@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from stages._common import load, params_option, round_floats, stage, write_json
 from wakeword.calibration import threshold_grid
@@ -27,7 +28,8 @@ from wakeword.deploy import (
     write_model_dir,
 )
 from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration, plot_files
-from wakeword.featureset import load_split, read_index
+from wakeword.featureset import load_split, load_stream, read_index
+from wakeword.models import StreamTCN
 from wakeword.train import torch_logit_fn
 
 log = logging.getLogger("tflite")
@@ -104,8 +106,23 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
         size["platforms"] = platform_fit(size["flash_bytes"], size["ram_bytes"], p.deploy.platforms)
         enforce_platform_limits(size["flash_bytes"], size["ram_bytes"], p.deploy.platforms, p.deploy.fail_on_exceed)
         manifest = build_manifest(p.synth.phrase, p.features, window, step, p.audio.step_ms, cal, arena, cmvn)
+        extra: dict[str, Path] = {}
+        if isinstance(folded, StreamTCN):  # stream_tcn: also the stateful streaming model (wakeword.stream_export)
+            from wakeword.stream_export import stream_deployment
+
+            # a long recording: up to 6 min of the test negative stream, then up to 300 test clips back to back
+            clips = test.x[np.random.default_rng(p.seed + 3).permutation(test.x.shape[0])[:300]]
+            negative = [load_stream(features_dir, "test")[0][:36000]] if "test" in index.get("streams", {}) else []
+            recording = np.concatenate([*negative, *clips]).astype(np.float32)
+            extra["stream_model.tflite"] = Path(tmp) / "stream_model.tflite"
+            streaming = stream_deployment(folded, calib, recording, extra["stream_model.tflite"], int8_path, window,
+                                          p.features.hop_ms, p.audio.step_ms, cal["threshold"], cal["temperature"],
+                                          max_arena, p.export.min_decision_agreement)
+            size["stream"] = streaming["size"]
+            result["stream_vs_window"] = streaming["fidelity"]
+            manifest["stream"] = streaming["manifest"]
         esphome = esphome_manifest(manifest, p.deploy.author, p.deploy.website, p.deploy.trained_languages)
-        write_model_dir(model_dir, int8_path, manifest, esphome)
+        write_model_dir(model_dir, int8_path, manifest, esphome, extra)
     write_json(metrics_out, round_floats(result))
     for name, data in rows.items():
         write_json(plots_dir / name, round_floats(data))

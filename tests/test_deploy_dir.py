@@ -173,3 +173,18 @@ def test_rough_estimate_is_close_to_the_measured_size(built: dict[str, object]) 
     assert abs(est["flash_fit_bytes"] - flash) / flash < 0.15, (est, flash)
     assert abs(est["arena_fit_bytes"] - arena) / arena < 0.15, (est, arena)
     assert est["flash_formula_bytes"] < flash  # SPEC's weights-only formula underestimates (documented)
+
+
+def test_extra_files_are_published_with_the_directory(built: dict[str, object], tmp_path: Path) -> None:
+    tflite, manifest = built["tflite"], json.loads((built["dir"] / MANIFEST_NAME).read_text())  # type: ignore[operator]
+    assert isinstance(tflite, Path)
+    extra = tmp_path / "stream.bin"
+    extra.write_bytes(b"\x01\x02\x03")
+    out = tmp_path / "deploy"
+    write_model_dir(out, tflite, manifest, None, {"stream_model.tflite": extra})
+    assert (out / "stream_model.tflite").read_bytes() == b"\x01\x02\x03"
+    assert (out / "model.tflite").read_bytes() == tflite.read_bytes()
+    for bad in ("model.tflite", MANIFEST_NAME, "sub/x.tflite", ""):
+        with pytest.raises(ValueError, match="extra model-directory file name"):
+            write_model_dir(tmp_path / "other", tflite, manifest, None, {bad: extra})
+        assert not (tmp_path / "other").exists()

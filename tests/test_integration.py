@@ -110,7 +110,9 @@ def test_bad_param_fails_before_work(repo: Path) -> None:
 
 
 def test_experiment_reruns_only_train_and_after(repo: Path) -> None:
-    proc = run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1"], repo)
+    """An experiment with the streaming architecture: training and what follows re-run, and the tflite stage
+    adds the stateful streaming model (wakeword/stream_export.py) beside the window model."""
+    proc = run(["dvc", "exp", "run", "-n", "one-epoch", "-S", "train.epochs=1", "-S", "model.arch=stream_tcn"], repo)
     out = proc.stdout
     for stage in ("train", "calibrate", "evaluate", "quantize", "tflite"):
         assert f"Running stage '{stage}'" in out, out
@@ -120,6 +122,14 @@ def test_experiment_reruns_only_train_and_after(repo: Path) -> None:
     assert "one-epoch" in json.dumps(shown)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "--json"], repo).stdout)
     assert diff["metrics/train.json"]["epochs"]["diff"] == -1
+    size = json.loads((repo / "metrics" / "size.json").read_text())
+    stream = size["stream"]
+    assert stream["arena_bytes"] > 0 and stream["flash_bytes"] == (repo / "models/deploy/stream_model.tflite").stat().st_size
+    assert 0 < stream["macs_per_second"] < size["macs_per_second"]  # streaming computes each frame once
+    fidelity = json.loads((repo / "metrics" / "int8.json").read_text())["stream_vs_window"]
+    assert fidelity["float"]["max_abs_logit_diff"] <= 1e-4 and fidelity["int8"]["decision_agreement"] >= 0.5
+    manifest = json.loads((repo / "models/deploy/wakeword.json").read_text())
+    assert manifest["stream"]["model"] == "stream_model.tflite", manifest["stream"]
 
 
 def _positive_clip(repo: Path) -> tuple[np.ndarray, int]:

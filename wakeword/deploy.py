@@ -269,13 +269,19 @@ def c_array_sources(model_bytes: bytes, arena_bytes: int, symbol: str = "g_wakew
 
 
 def write_model_dir(out_dir: Path, tflite_file: Path, manifest: dict[str, Any],
-                    esphome: dict[str, Any] | None = None) -> None:
-    """Publish the model directory atomically: .tflite, manifest, the C array for firmware and, when
-    ``esphome`` is given (:func:`esphome_manifest`), the ESPHome-style manifest named by
-    ``manifest["esphome_manifest"]``."""
+                    esphome: dict[str, Any] | None = None, extra_files: dict[str, Path] | None = None) -> None:
+    """Publish the model directory atomically: .tflite, manifest, the C array for firmware, when
+    ``esphome`` is given (:func:`esphome_manifest`) the ESPHome-style manifest named by
+    ``manifest["esphome_manifest"]``, and ``extra_files`` ({name in the directory: source file})."""
+    reserved = {"model.tflite", MANIFEST_NAME, "model_data.h", "model_data.cc"}
+    for name in extra_files or {}:
+        if name in reserved or "/" in name or not name:
+            raise ValueError(f"extra model-directory file name {name!r} is empty, a path or one of {sorted(reserved)}")
     tmp = _temp_dir_beside(out_dir)
     try:
         shutil.copyfile(tflite_file, tmp / "model.tflite")
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         if esphome is not None:
             name = str(manifest.get("esphome_manifest") or esphome_manifest_name(str(manifest["wake_word"])))
