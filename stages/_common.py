@@ -11,6 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+# Before anything loads torch (every stage imports this module first): torch's OpenMP threads otherwise
+# spin-wait for each other, and on a busy 2-core machine a training step took 5-10x longer with identical
+# results (benchmarks/README.md). Set in the environment to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import click
 
 from wakeword.params import Params, ParamsError, load_params

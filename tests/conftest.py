@@ -8,6 +8,10 @@ import os
 import shutil
 from pathlib import Path
 
+# Before torch loads in the workers and the stages they start: two workers x two torch threads on two cores
+# spin-wait for each other otherwise (stages/_common.py does the same for `dvc repro`).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 from _support import tiny_pipeline_repo
 from filelock import FileLock

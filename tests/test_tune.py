@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from _support import copy_repo, run
 
 from wakeword import tune as t
@@ -362,9 +363,20 @@ def test_tune_runs_dvc_experiments_and_resumes(repo: Path) -> None:
 
 @pytest.mark.integration
 def test_queued_sweep_runs_both_experiments(repo: Path) -> None:
-    """A two-point sweep: queued with different params, run with the blocking `dvc exp run --run-all`."""
-    for name, lr in (("sweep-lr-1e-3", "1.0e-3"), ("sweep-lr-3e-3", "3.0e-3")):
-        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}", "-S", "train.epochs=1"], repo)
+    """A two-point sweep: queued with different params, run with the blocking `dvc exp run --run-all`. The
+    first is queued from a dirty workspace (params.yaml edited by hand, not committed): as DVC documents, a
+    queued experiment takes the workspace's uncommitted changes as they are when it is queued, and neither the
+    commit nor the workspace changes."""
+    head = run(["git", "rev-parse", "HEAD"], repo).stdout
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    assert params["train"]["lr"] == 3.0e-3
+    params["train"]["lr"] = 1.0e-3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "exp", "run", "--queue", "-n", "sweep-lr-1e-3", "-S", "train.epochs=1"], repo)
+    (repo / "params.yaml").write_text(original)  # later edits do not reach the queued experiment
+    run(["dvc", "exp", "run", "--queue", "-n", "sweep-lr-3e-3", "-S", "train.lr=3.0e-3", "-S", "train.epochs=1"],
+        repo)
     start = time.monotonic()
     run(["dvc", "exp", "run", "--run-all", "-j", "1"], repo)
     print(f"sweep of 2: {time.monotonic() - start:.0f} s")
@@ -375,3 +387,5 @@ def test_queued_sweep_runs_both_experiments(repo: Path) -> None:
         assert exp["metrics"]["metrics/int8.json"] and exp["metrics"]["metrics/size.json"]["flash_kb"] > 0
     assert a["metrics"]["metrics/train.json"] != b["metrics"]["metrics/train.json"]
     assert run(["dvc", "queue", "status"], repo).stdout.count("Success") >= 2
+    assert run(["git", "rev-parse", "HEAD"], repo).stdout == head
+    assert (repo / "params.yaml").read_text() == original

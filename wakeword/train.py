@@ -88,7 +88,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def torch_logit_fn(model: nn.Module, cmvn: CMVN, batch: int = 4096) -> LogitFn:
+def torch_logit_fn(model: nn.Module, cmvn: CMVN, batch: int = 256) -> LogitFn:
     """Raw log-mel windows -> logits through CMVN and the model (eval mode, no grad)."""
     mean = torch.from_numpy(cmvn.mean)
     scale = torch.from_numpy(1.0 / (cmvn.std + EPS))
