@@ -112,7 +112,7 @@ def load_inputs(features_dir: Path, cmvn_path: Path, params_path: Path) -> tuple
     stream, hours = load_stream(features_dir, "val")
     data = TrainData(load_split(features_dir, "train"), load_split(features_dir, "val"), stream, hours,
                      load_cmvn(cmvn_path), index)
-    setup = TrainSetup(p.model, p.train, p.detector, p.calibrate, p.audio, p.seed, p.augment)
+    setup = TrainSetup(p.model, p.train, p.detector, p.calibrate, p.audio, p.seed, p.augment, p.features)
     return data, setup
 
 

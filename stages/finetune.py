@@ -67,7 +67,7 @@ def main(features_dir: Path, cmvn_path: Path, base: Path, mined_dir: Path, check
         "lr_finder": "none", "early_stopping": 0, "triplet": p.train.triplet.model_copy(update={"epochs": 0}),
         "qat": p.train.qat.model_copy(update={"start_epoch": 0}),
     })
-    setup = TrainSetup(p.model, tp, p.detector, p.calibrate, p.audio, p.seed, p.augment)
+    setup = TrainSetup(p.model, tp, p.detector, p.calibrate, p.audio, p.seed, p.augment, p.features)
     before = validate(model, data, setup, threshold_grid(max(p.calibrate.threshold_step, 0.02)))
     out: dict[str, object] = {"mined_windows": int(mined.x.shape[0]), "before": {k: before[k] for k in KEYS}}
     live_dir.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, 
     stream, hours = load_stream(features_dir, "val")
     data = TrainData(load_split(features_dir, "train"), load_split(features_dir, "val"), stream, hours, cmvn, index,
                      epoch_windows)
-    setup = TrainSetup(p.model, p.train, p.detector, p.calibrate, p.audio, p.seed, p.augment)
+    setup = TrainSetup(p.model, p.train, p.detector, p.calibrate, p.audio, p.seed, p.augment, p.features)
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
         def on_epoch(epoch: int, row: dict[str, float]) -> None:

@@ -153,6 +153,21 @@ def test_vtlp_moves_formants_keeps_f0_length_level(alpha: float) -> None:
     assert abs(db(A._rms(y) / A._rms(x))) < 1.5
 
 
+@pytest.mark.parametrize("semitones, formant", [(9.0, 1.17), (-3.0, 0.95), (5.0, 1.0)])
+def test_revoice_moves_pitch_and_formants_independently(semitones: float, formant: float) -> None:
+    x = vowel()
+    y = A.revoice(x, semitones, formant)
+    assert y.size == x.size and y.dtype == np.float32
+    f0 = 120.0 * 2 ** (semitones / 12)
+    assert f0_autocorr(y) == pytest.approx(f0, rel=0.05)
+    # the first formant moved by ``formant``, not by the pitch factor
+    f1_out = harmonic_envelope_peaks(y, f0)[0][0]
+    assert f1_out / 700.0 == pytest.approx(formant, abs=max(0.1, f0 / 700.0 / 2))
+    assert abs(db(A._rms(y) / A._rms(x))) < 2.0
+    with pytest.raises(ValueError, match="revoice"):
+        A.revoice(x, 12.0, 0.9)  # formants at 0.9 / 2 of the shifted ones: beyond the VTLP limit
+
+
 def test_vtlp_identity_and_near_identity() -> None:
     x = vowel(seconds=0.5)
     assert np.array_equal(A.vtlp(x, 1.0), x)
@@ -351,3 +366,51 @@ def test_reverberate_probabilities() -> None:
 def test_gain() -> None:
     x = tone(100.0, 0.1)
     assert db(A._rms(A.gain(x, -6.0)) / A._rms(x)) == pytest.approx(-6.0, abs=1e-4)
+
+
+# ---- random channel EQ ------------------------------------------------------------------------------------
+
+
+def test_eq_curves_match_documented_draws() -> None:
+    n, bins, tilt_db, bands, band_db = 6, 40, 8.0, 2, 5.0
+    got = A.eq_curves(n, bins, torch.Generator().manual_seed(1), 0.5, tilt_db, bands, band_db).numpy()
+    g = torch.Generator().manual_seed(1)  # the same draws, in the documented order, by hand
+    chosen = (torch.rand(n, generator=g) < 0.5).numpy()
+    t = (torch.rand(n, generator=g, dtype=torch.float64).numpy() * 2 - 1) * tilt_db
+    c = torch.rand(n, bands, generator=g, dtype=torch.float64).numpy()
+    s = 0.04 + torch.rand(n, bands, generator=g, dtype=torch.float64).numpy() * 0.16
+    b = (torch.rand(n, bands, generator=g, dtype=torch.float64).numpy() * 2 - 1) * band_db
+    for i in range(n):
+        want = np.zeros(bins)
+        if chosen[i]:
+            for j in range(bins):
+                u = j / (bins - 1)
+                want[j] = t[i] * (u - 0.5) + sum(b[i, k] * np.exp(-0.5 * ((u - c[i, k]) / s[i, k]) ** 2)
+                                                for k in range(bands))
+        np.testing.assert_allclose(got[i], want, atol=1e-5)
+    assert 0 < chosen.sum() < n
+
+
+def test_eq_curves_tilt_only_is_a_bounded_line_and_prob_zero_draws_nothing() -> None:
+    curves = A.eq_curves(200, 32, torch.Generator().manual_seed(0), 1.0, 12.0, 0, 6.0).numpy()
+    span = curves[:, -1] - curves[:, 0]
+    assert np.all(np.abs(span) <= 12.0) and span.max() > 9 and span.min() < -9
+    np.testing.assert_allclose(np.diff(curves, 2, axis=1), 0.0, atol=1e-5)  # straight lines
+    np.testing.assert_allclose(curves.mean(axis=1), 0.0, atol=1e-5)  # a tilt about the middle of the band
+    g = torch.Generator().manual_seed(0)
+    before = g.get_state().clone()
+    assert not A.eq_curves(10, 32, g, 0.0, 12.0, 2, 6.0).any() and torch.equal(g.get_state(), before)
+    with pytest.raises(ValueError, match="prob"):
+        A.eq_curves(4, 32, g, 1.5, 1.0, 1, 1.0)
+
+
+def test_apply_eq_adds_the_mapped_offset_to_every_frame() -> None:
+    x = torch.randn(3, 7, 4)
+    curves = torch.tensor([[10.0, 0, 0, 0], [0, 0, 0, 0], [0, -3, 0, 3]])
+    per_db = torch.eye(4) * (np.log(10) / 10)
+    y = A.apply_eq(x, curves, per_db)
+    torch.testing.assert_close(y[0] - x[0], torch.tensor([np.log(10), 0, 0, 0]).float().expand(7, 4))
+    torch.testing.assert_close(y[1], x[1])
+    torch.testing.assert_close(y[2, :, 3] - x[2, :, 3], torch.full((7,), 0.3 * np.log(10)))
+    with pytest.raises(ValueError, match="shapes"):
+        A.apply_eq(x, curves[:, :3], per_db)

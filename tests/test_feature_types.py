@@ -303,3 +303,24 @@ def test_micro_front_end_is_settled_on_a_lead_in() -> None:
     for size in (100, 7777, 30000):  # held-back rows are released once a second has arrived, or at the end
         np.testing.assert_array_equal(micro_stream([x[i : i + size] for i in range(0, x.size, size)]), warm)
     assert micro_features(x[:5000]).shape == (29, 40)  # shorter than the lead-in: all of it, reversed
+
+
+@pytest.mark.parametrize("kind", ["log_mel", "mfcc"])
+def test_db_gain_map_predicts_the_features_of_louder_audio(kind: str) -> None:
+    """+6.02 dB (twice the amplitude) in every band: the map's prediction equals the features of the louder audio."""
+    from wakeword.features import compute_features, db_gain_to_features
+
+    fp = FeatureParams(type=kind)
+    rng = np.random.default_rng(4)
+    audio = (0.05 * rng.standard_normal(16000)).astype(np.float32)
+    base, louder = compute_features(audio, fp), compute_features(2 * audio, fp)
+    m = db_gain_to_features(fp)
+    assert m is not None and m.shape == (fp.n_mels, louder.shape[1])
+    predicted = base + np.full(fp.n_mels, 20 * np.log10(2)) @ m
+    np.testing.assert_allclose(louder, predicted, atol=2e-4)
+
+
+def test_db_gain_map_is_none_for_micro() -> None:
+    from wakeword.features import db_gain_to_features
+
+    assert db_gain_to_features(MICRO) is None

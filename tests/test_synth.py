@@ -258,3 +258,22 @@ def test_stream_join_guard() -> None:
     assert S._joins_into_phrase(None, "vis is here", "hey jarvis")
     assert not S._joins_into_phrase(None, "hello there", "hey jarvis")
     assert not S._joins_into_phrase("hey", "there jarvis", "hey jarvis")
+
+
+def test_piper_revoice_plan_changes_only_piper_clips() -> None:
+    pool = S.build_voice_pool(TINY, 1234)
+    clip_voices = S.split_voice_pool(pool, TINY.stream_voice_fraction)["clips"]
+    conf = S.confusables_for(TINY.phrase, 1234)
+    off = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5}), 1234, clip_voices, conf)
+    on = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5, "piper_revoice_prob": 1.0}), 1234, clip_voices,
+                      conf)
+    piper = [i for i, t in enumerate(on) if t["engine"] == "piper"]
+    assert piper and all("revoice" in on[i]["settings"] and "vtlp" not in on[i]["settings"] for i in piper)
+    assert not any("revoice" in t["settings"] for t in off)
+    for a, b in zip(off, on):  # every other choice is the same: texts, voices, engine settings
+        assert (a["id"], a["text"], a["engine"], a["voice"]) == (b["id"], b["text"], b["engine"], b["voice"])
+        if a["engine"] != "piper":
+            assert a["settings"] == b["settings"]
+    for i in piper:
+        st, f = on[i]["settings"]["revoice"]["semitones"], on[i]["settings"]["revoice"]["formant"]
+        assert -3.0 <= st <= 9.0 and f == pytest.approx(2 ** (0.25 * st / 12), rel=0.041)

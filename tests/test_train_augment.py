@@ -72,6 +72,33 @@ def test_spec_augment_switch_changes_training(tmp_path: Path) -> None:
     assert any(not torch.equal(off[k], on[k]) for k in off)  # the masks reached the model
 
 
+def test_random_eq_switch_changes_training(tmp_path: Path) -> None:
+    off = _train(tmp_path / "a", AugmentParams(spec_prob=0.0, eq_prob=0.0))
+    on = _train(tmp_path / "b", AugmentParams(spec_prob=0.0, eq_prob=1.0))
+    again = _train(tmp_path / "c", AugmentParams(spec_prob=0.0, eq_prob=1.0))
+    assert all(torch.equal(on[k], again[k]) for k in on)  # deterministic
+    assert any(not torch.equal(off[k], on[k]) for k in off)  # the EQ reached the model
+    # gains of 0 dB are the same as off: nothing else (e.g. a generator draw) changes the run
+    zero = _train(tmp_path / "d", AugmentParams(spec_prob=0.0, eq_prob=1.0, eq_tilt_db=0.0, eq_band_db=0.0))
+    assert all(torch.equal(off[k], zero[k]) for k in off)
+
+
+def test_eq_feature_map_divides_by_the_cmvn_std_and_is_off_for_micro() -> None:
+    from wakeword.train import eq_feature_map
+
+    std = np.linspace(0.5, 2.0, F).astype(np.float32)
+    cmvn = CMVN(np.zeros(F, np.float32), std, "log_mel", 1)
+    setup = TrainSetup(ModelParams(), TrainParams(), DetectorParams(), CalibrateParams(), AudioParams(), 1,
+                       AugmentParams(eq_prob=0.5))
+    m = eq_feature_map(setup, cmvn)
+    assert m is not None
+    np.testing.assert_allclose(np.diag(m.numpy()), np.log(10) / 10 / std, rtol=1e-6)
+    setup.features = FeatureParams(type="micro", win_ms=30.0)
+    assert eq_feature_map(setup, cmvn) is None
+    setup.features, setup.augment = FeatureParams(), AugmentParams(eq_prob=0.0)
+    assert eq_feature_map(setup, cmvn) is None
+
+
 def test_on_the_fly_windows_are_requested_every_epoch(tmp_path: Path) -> None:
     calls: list[int] = []
     rng = np.random.default_rng(9)

@@ -552,3 +552,82 @@ def spec_augment(
         mask |= _band_masks(b, f, freq_masks, min(max_freq_width, f), generator)[:, None, :]
     mask &= chosen[:, None, None]
     return x.masked_fill(mask.to(x.device), value)
+
+
+def revoice(x: np.ndarray, semitones: float, formant: float) -> np.ndarray:
+    """Another speaker from the same voice: the fundamental moves by ``semitones`` and the formants by the
+    factor ``formant``, independently, duration and level kept.
+
+    :func:`pitch_shift` moves both by ``p = 2 ** (semitones / 12)`` (like a faster tape); a :func:`vtlp` warp by
+    ``formant / p`` then puts the formants where ``formant`` says. A man's voice made a woman's is about +7..+10
+    semitones with formants x1.15-1.2 (vocal tracts differ less than vocal folds). ``semitones`` in [-12, 12];
+    ``formant / p`` must lie within the VTLP limits [0.5, 2.0].
+    """
+    x = _as_audio(x)
+    p = 2.0 ** (float(semitones) / 12.0)
+    warp = float(formant) / p
+    if not VTLP_LIMITS[0] <= warp <= VTLP_LIMITS[1]:
+        raise ValueError(f"revoice: formant / pitch factor {warp:.3f} lies outside {list(VTLP_LIMITS)} "
+                         f"(semitones {semitones}, formant {formant})")
+    y = pitch_shift(x, semitones)
+    return vtlp(y, warp) if abs(warp - 1.0) > 1e-6 else y
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Random channel EQ (spectral tilt and bands), applied per batch in the feature domain
+# ----------------------------------------------------------------------------------------------------------
+
+#: Band widths of :func:`eq_curves`: Gaussian sigma as a share of the mel axis (about 1.6-8 bins of 40).
+EQ_BAND_SIGMA = (0.04, 0.2)
+
+
+def eq_curves(
+    n: int, n_bins: int, generator: torch.Generator, prob: float, tilt_db: float, bands: int, band_db: float,
+) -> torch.Tensor:
+    """``(n, n_bins)`` random smooth EQ curves in dB per mel bin, one row per window (zeros where not chosen).
+
+    A row is chosen with probability ``prob``. With ``u = i / (n_bins - 1)`` the position of bin ``i`` on the mel
+    axis, a chosen row is ``t * (u - 0.5) + sum_k b_k * exp(-0.5 * ((u - c_k) / s_k) ** 2)``: a spectral tilt ``t``
+    uniform in ``[-tilt_db, tilt_db]`` (the gain difference between the top and the bottom bin) plus ``bands``
+    Gaussian bumps with gain ``b_k`` uniform in ``[-band_db, band_db]``, centre ``c_k`` uniform in [0, 1] and
+    width ``s_k`` uniform in :data:`EQ_BAND_SIGMA`. It models what differs between microphones, rooms, codecs and
+    speech engines: the long-term spectrum, not the content. Draw order (for reproducing it): ``rand(n)`` for the
+    decision, ``rand(n)`` for the tilt, then ``rand(n, bands)`` for centres, widths and gains, in that order;
+    nothing is drawn when ``prob`` is 0.
+    """
+    import torch
+
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"eq_curves: prob must lie within [0, 1], got {prob}")
+    if min(tilt_db, band_db) < 0 or bands < 0 or n_bins < 2:
+        raise ValueError(f"eq_curves: need tilt_db, band_db, bands >= 0 and n_bins >= 2, got {tilt_db}, {band_db}, "
+                         f"{bands}, {n_bins}")
+    if prob == 0.0 or n == 0:
+        return torch.zeros(n, n_bins)
+    dev = generator.device
+    chosen = torch.rand(n, generator=generator, device=dev) < prob
+    u = torch.linspace(0.0, 1.0, n_bins, device=dev, dtype=torch.float64)
+    tilt = (torch.rand(n, generator=generator, device=dev, dtype=torch.float64) * 2 - 1) * tilt_db
+    g = tilt[:, None] * (u - 0.5)
+    if bands > 0:
+        centre = torch.rand(n, bands, generator=generator, device=dev, dtype=torch.float64)
+        lo, hi = EQ_BAND_SIGMA
+        sigma = lo + torch.rand(n, bands, generator=generator, device=dev, dtype=torch.float64) * (hi - lo)
+        gain = (torch.rand(n, bands, generator=generator, device=dev, dtype=torch.float64) * 2 - 1) * band_db
+        g = g + (gain[..., None] * torch.exp(-0.5 * ((u - centre[..., None]) / sigma[..., None]) ** 2)).sum(dim=1)
+    return (g * chosen[:, None]).to(torch.float32).cpu()
+
+
+def apply_eq(x: torch.Tensor, curves_db: torch.Tensor, db_to_features: torch.Tensor) -> torch.Tensor:
+    """Add EQ ``curves_db`` ``(batch, n_bins)`` to features ``x`` ``(batch, frames, features)``.
+
+    ``db_to_features`` ``(n_bins, features)`` maps a gain in dB per mel bin to the change of each (normalised)
+    feature: a gain is a constant offset of a log spectrum in every frame (see
+    :func:`wakeword.features.db_gain_to_features`, divided by the CMVN standard deviations when ``x`` is
+    normalised). Returns a new tensor.
+    """
+    if x.dim() != 3 or curves_db.shape != (x.shape[0], db_to_features.shape[0]) \
+            or db_to_features.shape[1] != x.shape[2]:
+        raise ValueError(f"apply_eq: shapes do not fit: x {tuple(x.shape)}, curves {tuple(curves_db.shape)}, "
+                         f"map {tuple(db_to_features.shape)}")
+    return x + (curves_db.to(x.dtype) @ db_to_features.to(x.dtype))[:, None, :]

@@ -35,6 +35,7 @@ recordings given in blocks).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -116,6 +117,25 @@ def feature_dim(fp: FeatureParams) -> int:
         return fp.n_mfcc
     if fp.type == "micro":
         return MICRO_CHANNELS
+    raise ValueError(f"unknown features.type {fp.type!r}")
+
+
+def db_gain_to_features(fp: FeatureParams) -> np.ndarray | None:
+    """``(n_mels, features)``: how a gain of 1 dB in each mel bin changes each feature value, or None for micro.
+
+    log_mel is the natural log of mel power, so +g dB in a bin adds ``g * ln(10) / 10`` to it in every frame
+    (exact where the gain is constant across the bin); mfcc is the orthonormal DCT of the log-mel, a linear map,
+    so the same offset goes through :func:`dct_matrix`. micro: None, because its per-channel automatic gain
+    control (PCAN) adapts a static gain away (measured: +20 dB of pink noise moves its steady-state channels by
+    0.1-0.2 of about 26), so a fixed offset would not model its features.
+    """
+    per_db = math.log(10.0) / 10.0
+    if fp.type == "log_mel":
+        return np.eye(fp.n_mels) * per_db
+    if fp.type == "mfcc":
+        return dct_matrix(fp.n_mels, fp.n_mfcc) * per_db
+    if fp.type == "micro":
+        return None
     raise ValueError(f"unknown features.type {fp.type!r}")
 
 

@@ -76,6 +76,8 @@ class SynthParams(_Section):
     pitch: Range = (30.0, 80.0)
     piper_length_scale: Range = (0.8, 1.35)
     piper_noise_scale: Range = (0.4, 0.9)
+    piper_revoice_prob: float = Field(0.0, ge=0.0, le=1.0)
+    piper_revoice_semitones: Range = (-3.0, 9.0)
     stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
     stream_val_h: float = Field(1.0, gt=0.0, le=100.0)
     stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
@@ -110,6 +112,9 @@ class SynthParams(_Section):
         _check_range("pitch", self.pitch)
         _check_range("piper_length_scale", self.piper_length_scale)
         _check_range("piper_noise_scale", self.piper_noise_scale)
+        _check_range("piper_revoice_semitones", self.piper_revoice_semitones)
+        if not (-12.0 <= self.piper_revoice_semitones[0] and self.piper_revoice_semitones[1] <= 12.0):
+            raise ValueError(f"piper_revoice_semitones must lie within [-12, 12], got {list(self.piper_revoice_semitones)}")
         if not (80 <= self.speed_wpm[0] and self.speed_wpm[1] <= 450):
             raise ValueError(f"speed_wpm must lie within [80, 450], got {list(self.speed_wpm)}")
         if not (0 <= self.pitch[0] and self.pitch[1] <= 99):
@@ -216,6 +221,10 @@ class AugmentParams(_Section):
     spec_time_mask_frames: int = Field(10, ge=1, le=100)
     spec_freq_masks: int = Field(1, ge=0, le=10)
     spec_freq_mask_bins: int = Field(5, ge=1, le=64)
+    eq_prob: float = Field(0.0, ge=0.0, le=1.0)
+    eq_tilt_db: float = Field(10.0, ge=0.0, le=40.0)
+    eq_bands: int = Field(2, ge=0, le=8)
+    eq_band_db: float = Field(6.0, ge=0.0, le=24.0)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentParams:

@@ -56,7 +56,10 @@ ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3, "train": 4}
 CLIP_LEVEL_DBFS = -20.0
 PEAK_LIMIT = 0.89  # -1 dBFS
 PITCH_RANGE = (25.0, 85.0)  # espeak intonation range; not in params (kept internal)
-PIPER_NOISE_W = (0.5, 1.0)  # Piper phoneme-duration noise; SynthParams has no field for it
+PIPER_NOISE_W = (0.5, 1.0)
+#: revoiced Piper clips: formants move this many octaves per octave of pitch (0.25: +9 semitones of pitch,
+#: formants x1.17 - roughly a man's voice made a woman's; Peterson & Barney's formants differ ~15-20 %)
+REVOICE_FORMANT_PER_OCTAVE = 0.25  # Piper phoneme-duration noise; SynthParams has no field for it
 POSITIVE_WORD_GAP = (0, 3)  # extra espeak gap between words (x10 ms) for positives
 
 STREAM_BLOCK_S = 120.0  # streams are rendered in independent blocks of this length (fixed: determinism)
@@ -203,6 +206,18 @@ def _with_vtlp(settings: dict[str, Any], params: SynthParams, rng: np.random.Gen
     return settings
 
 
+def _with_revoice(settings: dict[str, Any], params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+    """With probability ``piper_revoice_prob`` make a Piper clip another speaker (:func:`wakeword.augment.revoice`):
+    pitch uniform in ``piper_revoice_semitones``, formants following it by :data:`REVOICE_FORMANT_PER_OCTAVE`
+    octaves per octave of pitch, +-4 %. Replaces the clip's VTLP warp (the formant move includes one)."""
+    if rng.random() < params.piper_revoice_prob:
+        st = _uniform(rng, params.piper_revoice_semitones)
+        formant = 2.0 ** (REVOICE_FORMANT_PER_OCTAVE * st / 12.0) * _uniform(rng, (0.96, 1.04))
+        settings["revoice"] = {"semitones": round(st, 3), "formant": round(formant, 4)}
+        settings.pop("vtlp", None)
+    return settings
+
+
 def _piper_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
     return {
         "length_scale": round(_uniform(rng, params.piper_length_scale), 4),
@@ -257,6 +272,8 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                 task.update(engine="espeak", voice=v.name, group=v.group,
                             settings=_espeak_settings(params, r, kind == "positive"))
             _with_vtlp(task["settings"], params, r)
+            if task["engine"] == "piper":
+                _with_revoice(task["settings"], params, r)
             tasks.append(task)
     return tasks
 
@@ -376,6 +393,8 @@ def _render_speech(engine: str, voice: str, text: str, settings: dict[str, Any])
         raise SynthError(f"{engine} voice {voice!r} produced silence for text {text!r}")
     if "vtlp" in settings:
         x = A.vtlp(x, float(settings["vtlp"]))
+    if "revoice" in settings:
+        x = A.revoice(x, float(settings["revoice"]["semitones"]), float(settings["revoice"]["formant"]))
     return x
 
 
@@ -614,6 +633,8 @@ def _manifest_entry(task: dict[str, Any], n_samples: int) -> dict[str, Any]:
         entry["role"] = task["role"]
     if "vtlp" in task.get("settings", {}):
         entry["vtlp"] = task["settings"]["vtlp"]
+    if "revoice" in task.get("settings", {}):
+        entry["revoice"] = dict(task["settings"]["revoice"])
     return entry
 
 
@@ -641,6 +662,7 @@ def _report(entries: list[dict[str, Any]], streams: dict[str, dict[str, Any]], n
         "stream_segments": seg_counts,
         "confusable_phrases": n_confusables,
         "formant_warped_clips": sum(1 for e in clips if "vtlp" in e),
+        "revoiced_clips": sum(1 for e in clips if "revoice" in e),
         "heldout": {
             "clips_per_engine": dict(sorted(Counter(e["engine"] for e in held).items())),
             "voices": len({e["group"] for e in held}),

@@ -39,12 +39,13 @@ from torch import nn
 from tqdm import tqdm
 
 from wakeword import metrics
-from wakeword.augment import spec_augment
+from wakeword.augment import apply_eq, eq_curves, spec_augment
 from wakeword.calibration import threshold_grid
 from wakeword.checkpoint import save_checkpoint
 from wakeword.cmvn import CMVN, EPS
 from wakeword.ema import EMA, ema_decay
 from wakeword.evaluation import labeled_windows, operating_curve, score_set
+from wakeword.features import db_gain_to_features
 from wakeword.featureset import FeatureSet
 from wakeword.losses import (
     ClassificationLoss,
@@ -60,6 +61,7 @@ from wakeword.params import (
     AugmentParams,
     CalibrateParams,
     DetectorParams,
+    FeatureParams,
     ModelParams,
     TrainParams,
 )
@@ -167,6 +169,8 @@ class TrainSetup:
     audio: AudioParams
     seed: int
     augment: AugmentParams | None = None
+    #: the features the data was made with: the random EQ (``augment.eq_prob``) maps dB to them
+    features: FeatureParams = field(default_factory=FeatureParams)
 
 
 @dataclass
@@ -185,12 +189,32 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def eq_feature_map(setup: TrainSetup, cmvn: CMVN) -> torch.Tensor | None:
+    """``(n_mels, features)`` dB -> normalised-feature map for the random EQ, or None when it is off.
+
+    Off when ``augment.eq_prob`` is 0 or both gains are 0, and for ``features.type: micro`` (its gain control
+    adapts static gains away, see :func:`wakeword.features.db_gain_to_features`; logged).
+    """
+    a = setup.augment
+    if a is None or a.eq_prob == 0 or (a.eq_tilt_db == 0 and (a.eq_bands == 0 or a.eq_band_db == 0)):
+        return None
+    m = db_gain_to_features(setup.features)
+    if m is None:
+        log.info("augment.eq_prob: no random EQ with features.type %s (its PCAN gain control adapts static gains "
+                 "away)", setup.features.type)
+        return None
+    if m.shape[1] != cmvn.n_features:
+        raise ValueError(f"features params give {m.shape[1]} features per frame, the CMVN has {cmvn.n_features}")
+    return torch.from_numpy((m / (cmvn.std.astype(np.float64) + EPS)[None, :]).astype(np.float32))
+
+
 def fingerprint(setup: TrainSetup, data: TrainData, init: dict[str, torch.Tensor] | None, teacher_id: str) -> str:
     """Identity of a training run's inputs: a saved state is resumed only under the same fingerprint."""
     h = hashlib.sha256()
     cfg = {"model": setup.model.model_dump(), "train": setup.train.model_dump(), "seed": setup.seed,
            "detector": setup.detector.model_dump(), "calibrate": setup.calibrate.model_dump(),
            "audio": setup.audio.model_dump(), "augment": setup.augment.model_dump() if setup.augment else None,
+           "features": setup.features.model_dump(),
            "index": data.index, "cmvn": data.cmvn.to_dict(), "teacher": teacher_id, "version": STATE_VERSION,
            "on_the_fly": data.epoch_windows is not None}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
@@ -360,6 +384,7 @@ def train_model(
     ratio = tuple(tp.batch_ratio) if tp.balanced_batches else None
     use_spec = (setup.augment is not None and setup.augment.spec_prob > 0
                 and (setup.augment.spec_time_masks + setup.augment.spec_freq_masks) > 0)
+    eq_map = eq_feature_map(setup, data.cmvn)
     amp = device.type == "cuda" and tp.mixed_precision
     scaler = torch.amp.GradScaler("cuda") if amp else None
 
@@ -372,6 +397,7 @@ def train_model(
     gen = torch.Generator().manual_seed(setup.seed)
     spec_gen = torch.Generator().manual_seed(setup.seed + 1)
     trip_gen = torch.Generator().manual_seed(setup.seed + 2)
+    eq_gen = torch.Generator().manual_seed(setup.seed + 3)
 
     def batch_loss(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor, kb: torch.Tensor,
                    triplet: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -437,6 +463,7 @@ def train_model(
         torch.set_rng_state(state["rng"])
         gen.set_state(state["gen"])
         spec_gen.set_state(state["spec_gen"])
+        eq_gen.set_state(state["eq_gen"])
         trip_gen.set_state(state["trip_gen"])
         history = [dict(r) for r in state["history"]]
         prog.restore(state["progress"])
@@ -477,6 +504,12 @@ def train_model(
                 a = setup.augment
                 xb = spec_augment(xb, spec_gen, a.spec_prob, a.spec_time_masks, a.spec_time_mask_frames,
                                   a.spec_freq_masks, a.spec_freq_mask_bins)
+            if eq_map is not None:
+                assert setup.augment is not None
+                a = setup.augment
+                curves = eq_curves(xb.shape[0], eq_map.shape[0], eq_gen, a.eq_prob, a.eq_tilt_db, a.eq_bands,
+                                   a.eq_band_db)
+                xb = apply_eq(xb, curves, eq_map)
             loss, logits = batch_loss(model, xb, y[idx], kind[idx], triplet_phase)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -518,6 +551,7 @@ def train_model(
                 "ema": ema.state_dict() if ema is not None else {},
                 "scaler": scaler.state_dict() if scaler is not None else {},
                 "rng": torch.get_rng_state(), "gen": gen.get_state(), "spec_gen": spec_gen.get_state(),
+                "eq_gen": eq_gen.get_state(),
                 "trip_gen": trip_gen.get_state(), "history": history, "progress": prog.state(),
                 "step": step_i, "peak_lr": peak,
             }, Path(state_dir) / "last.pt")
