@@ -56,10 +56,10 @@ ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3, "train": 4}
 CLIP_LEVEL_DBFS = -20.0
 PEAK_LIMIT = 0.89  # -1 dBFS
 PITCH_RANGE = (25.0, 85.0)  # espeak intonation range; not in params (kept internal)
-PIPER_NOISE_W = (0.5, 1.0)
+PIPER_NOISE_W = (0.5, 1.0)  # Piper phoneme-duration noise; SynthParams has no field for it
 #: revoiced Piper clips: formants move this many octaves per octave of pitch (0.25: +9 semitones of pitch,
 #: formants x1.17 - roughly a man's voice made a woman's; Peterson & Barney's formants differ ~15-20 %)
-REVOICE_FORMANT_PER_OCTAVE = 0.25  # Piper phoneme-duration noise; SynthParams has no field for it
+REVOICE_FORMANT_PER_OCTAVE = 0.25
 POSITIVE_WORD_GAP = (0, 3)  # extra espeak gap between words (x10 ms) for positives
 
 STREAM_BLOCK_S = 120.0  # streams are rendered in independent blocks of this length (fixed: determinism)

@@ -504,7 +504,7 @@ def train_model(
                 a = setup.augment
                 xb = spec_augment(xb, spec_gen, a.spec_prob, a.spec_time_masks, a.spec_time_mask_frames,
                                   a.spec_freq_masks, a.spec_freq_mask_bins)
-            if eq_map is not None:
+            if eq_map is not None:  # after the masks: a masked band then holds the channel's gain, still no speech
                 assert setup.augment is not None
                 a = setup.augment
                 curves = eq_curves(xb.shape[0], eq_map.shape[0], eq_gen, a.eq_prob, a.eq_tilt_db, a.eq_bands,
