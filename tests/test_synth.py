@@ -87,7 +87,7 @@ def test_clip_content(runs: dict[str, Any]) -> None:
     entries = [e for e in _manifest(runs["a"]) if e.get("role") != "heldout"]
     engines = {k: {e["engine"] for e in entries if e["kind"] == k} for k in ("positive", "negative", "hard_negative")}
     assert all(v == {"espeak", "piper"} for v in engines.values())
-    assert sum(e["engine"] == "piper" for e in entries if e["kind"] == "positive") == 8  # piper_fraction 0.2
+    assert sum(e["engine"] == "piper" for e in entries if e["kind"] == "positive") == round(40 * TINY.piper_fraction)
     for e in entries:
         if e["kind"] == "positive":
             assert T.contains_phrase(e["text"], "hey jarvis")
@@ -156,12 +156,19 @@ def test_report_is_numeric(runs: dict[str, Any]) -> None:
     assert all(isinstance(v, (int, float)) for v in leaves(report))
     json.dumps(report)
     assert report["counts"] == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10}
-    assert report["clips_per_engine"]["piper"] == 8 + 8 + 4
+    assert report["clips_per_engine"]["piper"] == sum(round(n * TINY.piper_fraction) for n in (40, 40, 20))
     assert report["stream_hours"] == {"val": 0.01, "test": 0.01, "heldout": 0.005, "train": 0.01}
     assert report["heldout"]["counts"] == {"positive": 12, "negative": 6, "hard_negative": 6}
     assert report["heldout"]["clips_per_engine"] == {"pico": 24} and report["heldout"]["voices"] == 2
     warped = [e for e in _manifest(runs["a"]) if "vtlp" in e]
-    assert report["formant_warped_clips"] == len(warped) and 40 < len(warped) < 80  # vtlp_prob 0.5 of 100
+    revoiced = [e for e in _manifest(runs["a"]) if "revoice" in e]
+    n_piper = report["clips_per_engine"]["piper"]
+    # vtlp_prob 0.5 of the 100 speech clips, except the revoiced Piper ones (revoicing replaces the warp)
+    expect_warped = 0.5 * (100 - TINY.piper_revoice_prob * n_piper)
+    assert report["formant_warped_clips"] == len(warped) and 0.5 * expect_warped < len(warped) < 1.5 * expect_warped
+    assert report["revoiced_clips"] == len(revoiced) and all(e["engine"] == "piper" for e in revoiced)
+    assert 0.5 * TINY.piper_revoice_prob * n_piper < len(revoiced) <= n_piper
+    assert not any("vtlp" in e for e in revoiced)
     assert all(0.88 <= e["vtlp"] <= 1.14 and e.get("role") != "heldout" for e in warped)
     assert any(T.normalize_text(e["text"]) != "hey jarvis" for e in _manifest(runs["a"]) if e["kind"] == "positive")
     assert report["voices_per_kind"]["positive"] >= 10
@@ -264,7 +271,8 @@ def test_piper_revoice_plan_changes_only_piper_clips() -> None:
     pool = S.build_voice_pool(TINY, 1234)
     clip_voices = S.split_voice_pool(pool, TINY.stream_voice_fraction)["clips"]
     conf = S.confusables_for(TINY.phrase, 1234)
-    off = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5}), 1234, clip_voices, conf)
+    off = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5, "piper_revoice_prob": 0.0}), 1234, clip_voices,
+                       conf)
     on = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5, "piper_revoice_prob": 1.0}), 1234, clip_voices,
                       conf)
     piper = [i for i, t in enumerate(on) if t["engine"] == "piper"]

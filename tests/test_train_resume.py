@@ -48,6 +48,7 @@ def _features(root: Path) -> Path:
     params["model"]["ds_tcn"] = {"channels": 8, "blocks": 1, "kernel_size": 3}
     params["train"].update({"epochs": 6, "batch_size": 16, "warmup_epochs": 0})
     params["augment"]["mode"] = "precomputed"
+    params["features"].update({"n_mels": F, "n_mfcc": F})  # the random EQ maps dB per mel bin onto F log-mel bins
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return feats
 
