@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from wakeword import metrics
+from wakeword.audio import read_audio
 from wakeword.detector import (
     DetectorConfig,
     clips_detected_over_thresholds,
@@ -258,15 +259,6 @@ def require_peer() -> Any:
     return pymicro_wakeword
 
 
-def read_clip(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    if sr != SAMPLE_RATE_HZ or audio.shape[1] != 1:
-        raise ValueError(f"{path}: expected {SAMPLE_RATE_HZ} Hz mono, got {sr} Hz x {audio.shape[1]}")
-    return audio[:, 0]
-
-
 def load_heldout_clips(repo: Path) -> list[dict[str, Any]]:
     """Rows of ``data/split/heldout.jsonl`` of the clip kinds, with ``file`` resolved under ``data/<root>``."""
     manifest = repo / "data" / "split" / "heldout.jsonl"
@@ -400,7 +392,7 @@ def run(repo: Path, max_stream_s: float | None = None, max_clips: int | None = N
     mww_raw: dict[str, list[np.ndarray]] = {k: [] for k in CLIP_KINDS}
     our: dict[str, list[np.ndarray]] = {k: [] for k in CLIP_KINDS}
     for i, row in enumerate(tqdm(clips, desc="held-out clips", unit="clip")):
-        audio = pad_clip(read_clip(row["file"]), i)
+        audio = pad_clip(read_audio(row["file"], SAMPLE_RATE_HZ), i)
         mww.reset()
         mww.feed(audio)
         mean, raw = mww.scores()
