@@ -81,7 +81,7 @@ def test_all_weights_one_equals_torch_cross_entropy(smoothing: float) -> None:
     logits = torch.randn(16, 2, generator=g)
     target = torch.randint(0, 2, (16,), generator=g)
     kind = torch.randint(0, 5, (16,), generator=g)
-    loss = ClassificationLoss(LossParams(label_smoothing=smoothing), None)
+    loss = ClassificationLoss(LossParams(label_smoothing=smoothing, hard_negative_weight=1.0), None)
     want = F.cross_entropy(logits, target, label_smoothing=smoothing)
     torch.testing.assert_close(loss(logits, target, kind), want)
     torch.testing.assert_close(loss(logits, target), want)
@@ -95,8 +95,8 @@ def test_hard_negative_weight_by_hand() -> None:
     got = loss(torch.tensor(z), torch.tensor(y), torch.tensor(kind, dtype=torch.int8))
     l0, l1, l2 = (ce(zi, yi) for zi, yi in zip(z, y, strict=True))
     assert got.item() == pytest.approx((l0 + l1 + 3 * l2) / (1 + 1 + 3), rel=1e-6)
-    plain = ClassificationLoss(LossParams(label_smoothing=0.0), None)(torch.tensor(z), torch.tensor(y),
-                                                                      torch.tensor(kind))
+    plain = ClassificationLoss(LossParams(label_smoothing=0.0, hard_negative_weight=1.0), None)(
+        torch.tensor(z), torch.tensor(y), torch.tensor(kind))
     assert plain.item() == pytest.approx((l0 + l1 + l2) / 3, rel=1e-6)
 
 

@@ -31,6 +31,8 @@ def test_defaults_load() -> None:
         ({"train": {"distill": {"teacher": "../elsewhere/model.pt"}}}, "train", "relative path inside the repository"),
         ({"train": {"loss": {"type": "hinge"}}}, "train.loss.type = 'hinge'", "'cross_entropy' or 'focal'"),
         ({"synth": {"phrase": "hey 123"}}, "synth.phrase = 'hey 123'", "pattern"),
+        ({"synth": {"piper_accents": ["en-us", "EN GB"]}}, "synth", "'EN GB' is not an espeak-ng voice name"),
+        ({"synth": {"piper_accents": []}}, "synth.piper_accents", "at least 1 item"),
         ({"audio": {"clip_s": 3.0}}, "audio.clip_s = 3.0", "less than or equal to 2"),
         ({"train": {"epochs": "many"}}, "train.epochs = 'many'", "integer"),
         ({"audio": {"step_ms": 105}}, "audio.step_ms (105)", "whole number of feature hops"),

@@ -168,6 +168,9 @@ def test_report_is_numeric(runs: dict[str, Any]) -> None:
     assert report["formant_warped_clips"] == len(warped) and 0.5 * expect_warped < len(warped) < 1.5 * expect_warped
     assert report["revoiced_clips"] == len(revoiced) and all(e["engine"] == "piper" for e in revoiced)
     assert 0.5 * TINY.piper_revoice_prob * n_piper < len(revoiced) <= n_piper
+    # the default accent list is the voice's own accent: no clip carries one
+    assert TINY.piper_accents == ["en-us"] and report["piper_clips_per_accent"] == {}
+    assert not any("accent" in e for e in _manifest(runs["a"]))
     assert not any("vtlp" in e for e in revoiced)
     assert all(0.88 <= e["vtlp"] <= 1.14 and e.get("role") != "heldout" for e in warped)
     assert any(T.normalize_text(e["text"]) != "hey jarvis" for e in _manifest(runs["a"]) if e["kind"] == "positive")
@@ -190,6 +193,9 @@ def test_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_bad_configuration_is_reported(tmp_path: Path) -> None:
     with pytest.raises(S.SynthError, match="espeak_accents"):
         S.synthesize_dataset(TINY.model_copy(update={"espeak_accents": ["xx-none"]}), 1, tmp_path / "d", workers=1)
+    with pytest.raises(S.SynthError, match=r"piper_accents: 'en-zz'"):
+        S.synthesize_dataset(TINY.model_copy(update={"piper_accents": ["en-us", "en-zz"]}), 1, tmp_path / "d",
+                             workers=1)
     with pytest.raises(S.SynthError, match="stream_voice_fraction"):
         S.synthesize_dataset(TINY.model_copy(update={"espeak_accents": ["en-us"], "espeak_variants_per_accent": 2}),
                              1, tmp_path / "d", workers=1)
@@ -286,3 +292,35 @@ def test_piper_revoice_plan_changes_only_piper_clips() -> None:
         st, f = on[i]["settings"]["revoice"]["semitones"], on[i]["settings"]["revoice"]["formant"]
         lo, hi = TINY.piper_revoice_semitones
         assert lo <= st <= hi and f == pytest.approx(2 ** (0.25 * st / 12), rel=0.041)
+
+
+def test_piper_accent_plan_is_the_last_draw() -> None:
+    """Each Piper clip draws one of ``piper_accents``; the accent list changes nothing else in the plan."""
+    pool = S.build_voice_pool(TINY, 1234)
+    clip_voices = S.split_voice_pool(pool, TINY.stream_voice_fraction)["clips"]
+    conf = S.confusables_for(TINY.phrase, 1234)
+    accents = ["en-us", "en-gb-x-rp", "en-gb-scotland"]
+    one = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5, "piper_accents": ["en-us"]}), 1234,
+                       clip_voices, conf)
+    many = S.plan_clips(TINY.model_copy(update={"piper_fraction": 0.5, "piper_accents": accents}), 1234,
+                        clip_voices, conf)
+    drawn = [t["settings"]["accent"] for t in many if t["engine"] == "piper"]
+    assert len(drawn) == 50 and set(drawn) == set(accents)  # 50 Piper clips: every accent is drawn
+    assert not any("accent" in t["settings"] for t in one)  # the voice's own accent is not recorded
+    assert not any("accent" in t["settings"] for t in many if t["engine"] != "piper")
+    for a, b in zip(one, many):
+        rest_a = {k: v for k, v in a["settings"].items() if k != "accent"}
+        rest_b = {k: v for k, v in b["settings"].items() if k != "accent"}
+        assert (a["id"], a["text"], a["engine"], a["voice"], rest_a) == (b["id"], b["text"], b["engine"], b["voice"],
+                                                                         rest_b)
+
+
+def test_piper_accents_reach_manifest_and_report(tmp_path: Path) -> None:
+    params = TINY.model_copy(update={"n_positive": 20, "n_negative": 20, "n_confusable": 10, "n_heldout_positive": 10,
+                                     "n_heldout_negative": 0, "n_heldout_confusable": 0,
+                                     "piper_accents": ["en-us", "en-gb-x-rp"]})
+    report = S.synthesize_dataset(params, 7, tmp_path / "d", workers=1)
+    piper = [e for e in _manifest(tmp_path / "d") if e["engine"] == "piper"]
+    accents = [e["accent"] for e in piper]
+    assert len(piper) == 25 and set(accents) == {"en-us", "en-gb-x-rp"}
+    assert report["piper_clips_per_accent"] == {a: accents.count(a) for a in ("en-gb-x-rp", "en-us")}

@@ -116,6 +116,23 @@ def test_piper_length_scale_changes_duration(piper: tts.PiperEngine) -> None:
     assert long.size > 1.25 * short.size
 
 
+def test_piper_accent_changes_pronunciation_not_voice(piper: tts.PiperEngine) -> None:
+    assert piper.native_accent == "en-us"
+    us = piper.phonemes("hey jarvis")
+    rp = piper.phonemes("hey jarvis", "en-gb-x-rp")
+    # Piper's phoneme id of "ɹ" (the r of American "jarvis"); RP drops it before a consonant
+    r_id = 88
+    assert r_id in us and r_id not in rp and len(rp) == len(us) - 2  # one phoneme and its pad fewer
+    assert piper.phonemes("hey jarvis", "en-us") == us
+    a = piper.synthesize("hey jarvis", seed=5)
+    assert np.array_equal(a, piper.synthesize("hey jarvis", seed=5, accent="en-us"))
+    b = piper.synthesize("hey jarvis", seed=5, accent="en-gb-x-rp")
+    assert a.size != b.size or not np.array_equal(a, b)
+    with pytest.raises(tts.TTSEngineError, match="en-zz"):
+        piper.phonemes("hey jarvis", "en-zz")
+    assert piper.phonemes("hey jarvis") == us  # the voice's own accent is back after the failure
+
+
 def test_engines_are_singletons() -> None:
     assert tts.get_espeak() is tts.get_espeak()
     assert tts.get_piper() is tts.get_piper()

@@ -78,6 +78,7 @@ class SynthParams(_Section):
     piper_noise_scale: Range = (0.4, 0.9)
     piper_revoice_prob: float = Field(0.8, ge=0.0, le=1.0)
     piper_revoice_semitones: Range = (-4.0, 12.0)
+    piper_accents: list[str] = Field(default_factory=lambda: ["en-us"], min_length=1)
     stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
     stream_val_h: float = Field(1.0, gt=0.0, le=100.0)
     stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
@@ -119,6 +120,9 @@ class SynthParams(_Section):
             raise ValueError(f"speed_wpm must lie within [80, 450], got {list(self.speed_wpm)}")
         if not (0 <= self.pitch[0] and self.pitch[1] <= 99):
             raise ValueError(f"pitch must lie within [0, 99], got {list(self.pitch)}")
+        for accent in self.piper_accents:
+            if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]+)*", accent):
+                raise ValueError(f"piper_accents: {accent!r} is not an espeak-ng voice name (like en-gb-x-rp)")
         if self.piper_length_scale[0] <= 0 or self.piper_noise_scale[0] < 0:
             raise ValueError("piper_length_scale must be > 0 and piper_noise_scale >= 0")
         return self
@@ -209,8 +213,8 @@ class AugmentParams(_Section):
     eval_noise_prob: float = Field(0.5, ge=0.0, le=1.0)
     stretch_prob: float = Field(0.3, ge=0.0, le=1.0)
     stretch_range: Range = (0.85, 1.15)
-    pitch_prob: float = Field(0.3, ge=0.0, le=1.0)
-    pitch_semitones: Range = (-2.0, 2.0)
+    pitch_prob: float = Field(0.6, ge=0.0, le=1.0)
+    pitch_semitones: Range = (-4.0, 4.0)
     rir_prob: float = Field(0.25, ge=0.0, le=1.0)
     rir_wet: Range = (0.3, 0.7)
     rir_rt60_s: Range = (0.15, 0.9)
@@ -354,7 +358,7 @@ class LossParams(_Section):
     focal_alpha: float = Field(0.25, ge=0.0, le=1.0)  # weight of the positive class in the focal loss
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
     class_weights: Literal["none", "balanced"] = "none"  # balanced: n / (2 * n_class) from the training labels
-    hard_negative_weight: float = Field(1.0, gt=0.0, le=100.0)  # per-window weight of hard_negative windows
+    hard_negative_weight: float = Field(3.0, gt=0.0, le=100.0)  # per-window weight of hard_negative windows
 
 
 class EMAParams(_Section):

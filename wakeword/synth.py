@@ -227,6 +227,19 @@ def _piper_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, 
     }
 
 
+def check_piper_accents(params: SynthParams, tasks: list[dict[str, Any]]) -> None:
+    """Fail before rendering when Piper clips are planned and one of ``synth.piper_accents`` is not a voice
+    Piper's espeak-ng phonemizer knows (the error names the key and the accent)."""
+    if not any(t["engine"] == "piper" for t in tasks):
+        return
+    engine = tts.get_piper()
+    for accent in dict.fromkeys(params.piper_accents):
+        try:
+            engine.phonemes(params.phrase, accent)
+        except tts.TTSEngineError as exc:
+            raise SynthError(f"synth.piper_accents: {accent!r} cannot be used: {exc}") from None
+
+
 def confusables_for(phrase: str, seed: int) -> list[str]:
     """Confusable phrases for ``phrase`` with espeak homophones of the phrase removed."""
     engine = tts.get_espeak()
@@ -274,6 +287,9 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
             _with_vtlp(task["settings"], params, r)
             if task["engine"] == "piper":
                 _with_revoice(task["settings"], params, r)
+                if set(params.piper_accents) != {tts.PIPER_ACCENT}:  # absent: the voice's own accent
+                    # last draw of the item: the other settings do not depend on the accent list
+                    task["settings"]["accent"] = params.piper_accents[int(r.integers(len(params.piper_accents)))]
             tasks.append(task)
     return tasks
 
@@ -383,7 +399,8 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
 def _render_speech(engine: str, voice: str, text: str, settings: dict[str, Any]) -> np.ndarray:
     if engine == "piper":
         x = tts.get_piper().synthesize(text, settings["length_scale"], settings["noise_scale"],
-                                       settings["noise_w_scale"], seed=settings["seed"])
+                                       settings["noise_w_scale"], seed=settings["seed"],
+                                       accent=settings.get("accent"))
     elif engine == "pico":
         x = tts.get_pico().synthesize(text, voice, settings["rate"], settings["pitch"])
     else:
@@ -635,6 +652,8 @@ def _manifest_entry(task: dict[str, Any], n_samples: int) -> dict[str, Any]:
         entry["vtlp"] = task["settings"]["vtlp"]
     if "revoice" in task.get("settings", {}):
         entry["revoice"] = dict(task["settings"]["revoice"])
+    if "accent" in task.get("settings", {}):
+        entry["accent"] = task["settings"]["accent"]
     return entry
 
 
@@ -663,6 +682,7 @@ def _report(entries: list[dict[str, Any]], streams: dict[str, dict[str, Any]], n
         "confusable_phrases": n_confusables,
         "formant_warped_clips": sum(1 for e in clips if "vtlp" in e),
         "revoiced_clips": sum(1 for e in clips if "revoice" in e),
+        "piper_clips_per_accent": dict(sorted(Counter(e["accent"] for e in clips if "accent" in e).items())),
         "heldout": {
             "clips_per_engine": dict(sorted(Counter(e["engine"] for e in held).items())),
             "voices": len({e["group"] for e in held}),
@@ -704,6 +724,7 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
                  len(pools["val"]), len(pools["test"]), len(pools["train"]))
         confusables = confusables_for(params.phrase, seed)
         clip_tasks = plan_clips(params, seed, pools["clips"], confusables)
+        check_piper_accents(params, clip_tasks)
         heldout_tasks = plan_heldout(params, seed, confusables)
         runner = _Runner(n_workers)
         done: dict[str, int] = {}

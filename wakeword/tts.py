@@ -44,6 +44,7 @@ TARGET_SR = 16000
 
 ESPEAK_SR = 22050
 PIPER_VOICE_NAME = "en_US-joe-medium"
+PIPER_ACCENT = "en-us"  # the espeak-ng voice the Piper voice was trained with (its config's phonemizer voice)
 
 # espeak_PARAMETER enum values (speak_lib.h)
 _ESPEAK_RATE = 1
@@ -413,26 +414,55 @@ class PiperEngine:
         self._session = session
         self._noise_inputs = sorted(i.name for i in session.get_inputs() if i.name.startswith("noise_"))
         self._voice = PiperVoice(session=session, config=config)
+        self._native_accent = str(config.espeak_voice)
+        if self._native_accent != PIPER_ACCENT:
+            raise TTSEngineError(f"{config_path}: the Piper voice's phonemizer voice is {self._native_accent!r}, "
+                                 f"not {PIPER_ACCENT!r} as wakeword.tts.PIPER_ACCENT says")
         self.sample_rate = int(config.sample_rate)
         self._lock = threading.Lock()
 
-    def _phoneme_ids(self, text: str) -> list[int]:
+    @property
+    def native_accent(self) -> str:
+        """The espeak-ng voice the Piper voice was trained with (its config's phonemizer voice)."""
+        return str(self._native_accent)
+
+    def _phoneme_ids(self, text: str, accent: str | None = None) -> list[int]:
+        """Phoneme ids of ``text`` as espeak-ng's ``accent`` (default: the voice's own) pronounces it.
+
+        Another accent's phonemes give the same natural voice another pronunciation (British "jarvis" has no
+        r-colouring, Scottish "hey" a monophthong). The voice's config names the phonemizer voice, so it is
+        swapped for the call under the engine lock."""
+        acc = self._native_accent if accent is None else accent
+        with self._lock:
+            self._voice.config.espeak_voice = acc
+            try:
+                sentences = self._voice.phonemize(text)
+            except RuntimeError as exc:  # piper's espeak bridge: "Failed to set voice: ..."
+                raise TTSEngineError(f"Piper cannot phonemize {text!r} with espeak-ng voice {acc!r}: {exc}") from None
+            finally:
+                self._voice.config.espeak_voice = self._native_accent
         ids: list[int] = []
-        for sentence in self._voice.phonemize(text):
+        for sentence in sentences:
             if sentence:
                 ids.extend(self._voice.phonemes_to_ids(sentence))
         if not ids:
-            raise TTSEngineError(f"Piper produced no phonemes for text {text!r}")
+            raise TTSEngineError(f"Piper produced no phonemes for text {text!r} (accent {acc!r})")
         return ids
 
+    def phonemes(self, text: str, accent: str | None = None) -> list[int]:
+        """Phoneme ids Piper renders for ``text`` in ``accent`` (None: the voice's own); raises
+        :class:`TTSEngineError` naming the accent when the phonemizer does not know it."""
+        return self._phoneme_ids(text, accent)
+
     def synthesize_native(self, text: str, length_scale: float = 1.0, noise_scale: float = 0.667,
-                          noise_w_scale: float = 0.8, seed: int = 0) -> np.ndarray:
+                          noise_w_scale: float = 0.8, seed: int = 0, accent: str | None = None) -> np.ndarray:
         """Render ``text`` at Piper's native rate (22.05 kHz) as float32, untrimmed and unnormalised.
 
         All sentences are rendered in one pass (one phoneme-id sequence), so a multi-sentence text is
         one continuous utterance. The noise buffers are sized generously and grown on the rare overflow.
+        ``accent``: the espeak-ng voice that phonemizes ``text`` (None: the voice's own, ``en-us``).
         """
-        ids = self._phoneme_ids(text)
+        ids = self._phoneme_ids(text, accent)
         base = {
             "input": np.asarray([ids], dtype=np.int64),
             "input_lengths": np.asarray([len(ids)], dtype=np.int64),
@@ -456,9 +486,11 @@ class PiperEngine:
         raise AssertionError("unreachable")
 
     def synthesize(self, text: str, length_scale: float = 1.0, noise_scale: float = 0.667,
-                   noise_w_scale: float = 0.8, seed: int = 0, trim: bool = True) -> np.ndarray:
-        """Render ``text`` as float32 mono at 16 kHz, leading/trailing silence trimmed to ~50 ms."""
-        raw = self.synthesize_native(text, length_scale, noise_scale, noise_w_scale, seed)
+                   noise_w_scale: float = 0.8, seed: int = 0, trim: bool = True,
+                   accent: str | None = None) -> np.ndarray:
+        """Render ``text`` as float32 mono at 16 kHz, leading/trailing silence trimmed to ~50 ms.
+        ``accent``: the espeak-ng voice that phonemizes ``text`` (None: the voice's own)."""
+        raw = self.synthesize_native(text, length_scale, noise_scale, noise_w_scale, seed, accent)
         return _finish(raw, self.sample_rate, trim)
 
 
