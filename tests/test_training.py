@@ -214,9 +214,10 @@ def test_plateau_and_early_stopping_counters() -> None:
 
 
 def test_plateau_schedule_drops_the_lr_in_training(tmp_path: Path) -> None:
-    # a learning rate far too high: validation gets worse after the first epoch, so the lr halves
+    # a learning rate far too high: validation gets worse after the first epoch, so the lr halves (plain loss
+    # weights: the premise was checked with them)
     _, r = _train(tmp_path, "plateau", epochs=4, schedule="plateau", plateau_patience=0, plateau_factor=0.5,
-                  lr=0.3, min_lr=0.0, ema={"enabled": False})
+                  lr=0.3, min_lr=0.0, ema={"enabled": False}, loss={"hard_negative_weight": 1.0})
     keys = [selection_key(h, 1.0) for h in r.history]
     scale, best, want = 1.0, None, []
     for k in keys:  # the lr of each epoch follows the improvements before it
