@@ -131,7 +131,7 @@ def test_estimate_is_labelled_and_matches_the_model() -> None:
 def test_estimate_reports_a_platform_the_model_misses(tmp_path: Path) -> None:
     import yaml
 
-    params = {"model": {"ds_tcn": {"channels": 96}},
+    params = {"model": {"arch": "ds_tcn", "ds_tcn": {"channels": 96}},
               "deploy": {"platforms": {"tiny_mcu": {"name": "Tiny MCU", "flash_kb": 256, "ram_kb": 64,
                                                     "max_flash_kb": 32, "max_ram_kb": 0}}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -96,7 +96,7 @@ def row(card: str, label: str) -> list[str]:
 
 def test_render_puts_each_figure_in_its_row_and_column():
     card = render_model_card(small_inputs(), Params())
-    assert card.startswith('# Model card: "hey jarvis" wake-word detector (ds_tcn)')
+    assert card.startswith('# Model card: "hey jarvis" wake-word detector (tcn)')
     header = row(card, "metric")
     assert header == ["float, test", "int8, test", "float, held-out (pico)", "int8, held-out (pico)"]
     # float before int8 in each set: the columns are not swapped
@@ -128,8 +128,8 @@ def test_render_puts_each_figure_in_its_row_and_column():
     assert "Epochs run 12 (`train.epochs` 20); best epoch 9" in card and "123 s of training" in card
     assert "validation recall at the target FA/h 76.5%" in card
     assert "Optimizer adamw, lr 0.003" in card and "EMA: on, decay 0.999" in card and "QAT: off" in card
-    assert "`model.ds_tcn`: channels 48, blocks 4, kernel_size 5" in card
-    assert "-S synth.phrase='hey jarvis'" in card and "-S model.arch=ds_tcn" in card
+    assert "`model.tcn`: channels 24, levels 4, kernel_size 3" in card
+    assert "-S synth.phrase='hey jarvis'" in card and "-S model.arch=tcn" in card
     assert "22.2% on the held-out engine (pico)" in card  # the honest generalisation line
     assert "int8 vs float: decision agreement 98.7%, recall drop 10.00 points" in card
 

@@ -9,7 +9,7 @@ from wakeword.params import ModelParams
 
 
 def test_forward_shape_and_param_count_by_hand() -> None:
-    p = ModelParams(ds_tcn={"channels": 8, "blocks": 2, "kernel_size": 3})
+    p = ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 2, "kernel_size": 3})
     m = build_model(p, 10, 50)
     assert m(torch.zeros(4, 50, 10)).shape == (4, 2)
     stem = 10 * 8 * 3 + 8 + 2 * 8  # conv weights + bias + batchnorm
@@ -19,7 +19,7 @@ def test_forward_shape_and_param_count_by_hand() -> None:
 
 
 def test_macs_by_hand() -> None:
-    m = build_model(ModelParams(ds_tcn={"channels": 8, "blocks": 2, "kernel_size": 3}), 10, 50)
+    m = build_model(ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 2, "kernel_size": 3}), 10, 50)
     t0 = (50 - 3) // 2 + 1  # stem, stride 2, no padding: 24
     t1 = t0  # block 1, stride 1
     t2 = (t1 + 2 - 3) // 2 + 1  # block 2, stride 2, padding 1: 12
@@ -29,7 +29,7 @@ def test_macs_by_hand() -> None:
 
 def test_fold_cmvn_equals_normalising_input() -> None:
     torch.manual_seed(0)
-    m = build_model(ModelParams(ds_tcn={"channels": 16, "blocks": 2}), 40, 50).eval()
+    m = build_model(ModelParams(arch="ds_tcn", ds_tcn={"channels": 16, "blocks": 2}), 40, 50).eval()
     x = np.random.default_rng(0).normal(-5, 3, size=(6, 148, 40)).astype(np.float32)
     cmvn = compute_cmvn(x, "log_mel")
     want = m(torch.from_numpy(cmvn.apply(x))).detach().numpy()

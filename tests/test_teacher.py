@@ -26,7 +26,7 @@ RAW = RNG.normal(-4, 2, size=(3, WINDOW, N_FEATURES)).astype(np.float32)  # un-n
 
 def _checkpoint(path: Path, cmvn: CMVN | None, n_features: int = N_FEATURES) -> torch.nn.Module:
     torch.manual_seed(0)
-    p = ModelParams(ds_tcn={"channels": 8, "blocks": 1})
+    p = ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 1})
     model = build_model(p, n_features, WINDOW)
     model.train()(torch.randn(8, WINDOW, n_features))  # non-trivial batch-norm statistics
     meta = {"model": p.model_dump(), "n_features": n_features, "window_frames": WINDOW, "step_frames": 5}

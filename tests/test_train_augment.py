@@ -56,7 +56,7 @@ def _run(tmp: Path, aug: AugmentParams | None, epoch_windows=None):
     cmvn = CMVN(np.zeros(F, np.float32), np.ones(F, np.float32), "log_mel", 1)
     index = {"window_frames": WINDOW, "step_frames": STEP, "n_features": F}
     data = TrainData(train_set, val_set, stream, 0.01, cmvn, index, epoch_windows)
-    setup = TrainSetup(ModelParams(ds_tcn={"channels": 8, "blocks": 1}),
+    setup = TrainSetup(ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 1}),
                        TrainParams(epochs=3, batch_size=16, warmup_epochs=0), DetectorParams(), CalibrateParams(),
                        AudioParams(), 5, aug)
     result = train_model(data, setup, tmp / "model.pt")

@@ -45,6 +45,7 @@ def _features(root: Path) -> Path:
     (feats / "index.json").write_text(json.dumps(index))
     save_cmvn(root / "cmvn.json", CMVN(np.zeros(F, np.float32), np.ones(F, np.float32), "log_mel", 1))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["arch"] = "ds_tcn"
     params["model"]["ds_tcn"] = {"channels": 8, "blocks": 1, "kernel_size": 3}
     params["train"].update({"epochs": 6, "batch_size": 16, "warmup_epochs": 0})
     params["augment"]["mode"] = "precomputed"

@@ -38,7 +38,7 @@ from wakeword.train import (
 )
 
 WINDOW, EVAL, STEP, F = 60, 120, 10, 16
-MODEL = ModelParams(ds_tcn={"channels": 8, "blocks": 1})
+MODEL = ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 1})
 
 
 def _data(n: int = 64, every: int = 2) -> TrainData:

@@ -37,7 +37,7 @@ def test_example_space_file_is_valid() -> None:
     cfg = t.load_space(ROOT / "tune.yaml", ROOT / "params.yaml")
     dims = {d.key: d for d in cfg.space}
     assert dims["train.lr"].distribution == "log_uniform" and dims["train.lr"].low == pytest.approx(3.0e-4)
-    assert dims["model.ds_tcn.channels"].choices == (32, 48, 64)
+    assert dims["model.tcn.channels"].choices == (16, 24, 32)
     assert dims["augment.noise_prob"].distribution == "uniform"
     assert cfg.metric == t.DEFAULT_METRIC and cfg.direction == "maximize"
 

@@ -338,7 +338,7 @@ class ModelParams(_Section):
     """``arch`` picks the architecture; each has its own section of size knobs (only the chosen one is used)."""
 
     arch: Literal["ds_tcn", "tiny_conv", "ds_cnn", "mobilenetv3", "resnet", "tcn", "gru", "lstm",
-                  "stream_tcn"] = "ds_tcn"
+                  "stream_tcn"] = "tcn"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     ds_tcn: DSTCNParams = DSTCNParams()
     tiny_conv: TinyConvParams = TinyConvParams()
