@@ -79,7 +79,7 @@ def test_metrics_files(repo: Path) -> None:
     assert {"fah_recall.png", "roc.png", "det.png", "reliability.png", "training.png"} <= set(images), images
     assert all((repo / "metrics" / "images" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in images)
     report = (repo / "metrics" / "report.md").read_text()
-    assert f"{size['flash_kb']:.1f}" in report and "images/fah_recall.png" in report
+    assert f"{size['flash_kb']:.2f}" in report and "images/fah_recall.png" in report  # the report's format
     cal = json.loads((repo / "metrics" / "calibration.json").read_text())
     assert _number(cal, "temperature") >= 0.01
     train = json.loads((repo / "metrics" / "train.json").read_text())
