@@ -23,7 +23,7 @@ from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import load_cmvn
 from wakeword.detector import DetectorConfig
 from wakeword.featureset import FeatureSet, load_split, load_stream, read_index
-from wakeword.mining import mine_stream
+from wakeword.mining import fah_at_report_thresholds, mine_stream, report_configs
 from wakeword.train import TrainData, TrainSetup, torch_logit_fn, train_model, validate
 
 log = logging.getLogger("stages.finetune")
@@ -96,12 +96,14 @@ def main(features_dir: Path, cmvn_path: Path, base: Path, mined_dir: Path, check
     cfg = DetectorConfig.from_params(p.detector, p.mine.threshold, p.audio.step_ms)
     gap = int(np.ceil(p.mine.min_gap_ms / p.audio.step_ms))
     again = mine_stream(torch_logit_fn(final, cmvn), train_stream, int(index["window_frames"]),
-                        int(index["step_frames"]), p.mine.threshold, gap, p.mine.max_windows, cfg)
+                        int(index["step_frames"]), p.mine.threshold, gap, p.mine.max_windows, cfg,
+                        report_configs(p.detector, p.audio.step_ms))
     out.update({
         "fine_tuned": True, "epochs": len(result.history), "best_epoch": result.best_epoch + 1,
         "kept": "trained model (no epoch was better)" if result.best_epoch < 0 else f"epoch {result.best_epoch + 1}",
         "after": {k: result.best[k] for k in KEYS}, "train_stream_hours": train_hours,
         "train_stream_fah_after": again.detections / train_hours, "train_stream_over_threshold_after": again.candidates,
+        "train_stream_fah_after_at": fah_at_report_thresholds(again, train_hours),
         "finetune_wall_s": round(result.wall_s, 1),
     })
     write_json(summary, round_floats(out))

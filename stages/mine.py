@@ -22,7 +22,7 @@ from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import load_cmvn
 from wakeword.detector import DetectorConfig
 from wakeword.featureset import FeatureSetError, load_stream, read_index
-from wakeword.mining import mine_stream
+from wakeword.mining import fah_at_report_thresholds, mine_stream, report_configs
 from wakeword.train import torch_logit_fn
 
 log = logging.getLogger("stages.mine")
@@ -71,7 +71,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out_dir: Path, s
     cfg = DetectorConfig.from_params(p.detector, p.mine.threshold, p.audio.step_ms)
     gap = int(np.ceil(p.mine.min_gap_ms / p.audio.step_ms))
     mined = mine_stream(torch_logit_fn(model, load_cmvn(cmvn_path)), stream, window, step, p.mine.threshold, gap,
-                        p.mine.max_windows, cfg)
+                        p.mine.max_windows, cfg, report_configs(p.detector, p.audio.step_ms))
     w = mined.windows
     _write(out_dir, {"x": w.x, "y": w.y, "kind": w.kind, "phrase_start_frame": w.phrase_start_frame,
                      "phrase_end_frame": w.phrase_end_frame, "scores": mined.scores, "starts": mined.starts})
@@ -79,10 +79,11 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, out_dir: Path, s
         "enabled": True, "stream_hours": hours, "steps_scored": mined.steps, "threshold": p.mine.threshold,
         "steps_over_threshold": mined.candidates, "mined": int(w.x.shape[0]),
         "detections_before": mined.detections, "fah_before": mined.detections / hours,
+        "fah_before_at": fah_at_report_thresholds(mined, hours),
         "mean_score": float(mined.scores.mean()) if mined.scores.size else 0.0,
     }))
-    log.info("mined %d windows from %.2f h (%d steps over %.2f; %d detector events = %.1f FA/h before fine-tuning)",
-             w.x.shape[0], hours, mined.candidates, p.mine.threshold, mined.detections, mined.detections / hours)
+    log.info("mined %d windows from %.2f h (%d steps over %.2f; FA/h before fine-tuning at threshold %s)",
+             w.x.shape[0], hours, mined.candidates, p.mine.threshold, fah_at_report_thresholds(mined, hours))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import pytest
 
 from wakeword.detector import DetectorConfig
 from wakeword.featureset import KIND_CODES
-from wakeword.mining import mine_stream, peak_steps
+from wakeword.mining import REPORT_THRESHOLDS, fah_at_report_thresholds, mine_stream, peak_steps, report_configs
+from wakeword.params import DetectorParams
 
 
 def _brute(p: np.ndarray, thr: float, gap: int, cap: int) -> list[int]:
@@ -58,3 +59,29 @@ def test_mine_stream_takes_the_windows_the_model_fires_on() -> None:
     assert mined.detections == 2 and mined.steps == (400 - window) // step + 1
     with pytest.raises(ValueError, match="mining stream"):
         mine_stream(logit_fn, stream[:10], window, step, 0.5, 3, 100, cfg)
+
+
+def test_report_thresholds_count_events_a_low_mining_threshold_hides() -> None:
+    """At a mining threshold of 0.1 with hysteresis 0.1 the detector's off threshold is 0: it turns on at the
+    first step over 0.1 and never turns off, so it counts one event where there are two false alarms. The
+    report thresholds (0.5, 0.9) count each separately, as a deployed detector would."""
+    assert REPORT_THRESHOLDS == (0.5, 0.9)
+    window, step, feats = 20, 5, 3
+    stream = np.zeros((400, feats), np.float32)
+    stream[100:120] = 1.0  # probability sigmoid(4) = 0.982: over both report thresholds
+    stream[300:320] = 0.7  # sigmoid(1.6) = 0.832: over 0.5 only
+
+    def logit_fn(x: np.ndarray) -> np.ndarray:
+        m = x.mean(axis=(1, 2))
+        return np.stack([np.zeros_like(m), 8 * m - 4], axis=1)  # background: sigmoid(-4) = 0.018 > 0
+
+    det = DetectorParams(hysteresis=0.1, vote_window=1, vote_threshold=1, lockout_ms=0)
+    cfg = DetectorConfig.from_params(det, 0.01, 50)  # mining threshold under the background: on from step 0
+    mined = mine_stream(logit_fn, stream, window, step, 0.01, 3, 100, cfg, report_configs(det, 50))
+    assert cfg.threshold_off == 0.0 and mined.detections == 1  # stuck on: one event for the whole stream
+    assert mined.report_detections == (2, 1)
+    assert fah_at_report_thresholds(mined, 0.5) == {"0.5": 4.0, "0.9": 2.0}  # events / 0.5 h
+    bare = mine_stream(logit_fn, stream, window, step, 0.01, 3, 100, cfg)
+    assert bare.report_detections == ()
+    with pytest.raises(ValueError, match="report_configs"):
+        fah_at_report_thresholds(bare, 1.0)

@@ -75,6 +75,10 @@ def small_inputs(heldout: bool = True) -> dict[str, dict]:
                         "ece_after": 0.01, "detector": {"threshold_on": 0.777, "threshold_off": 0.677,
                                                         "vote_window": 5, "vote_threshold": 3, "lockout_ms": 1500,
                                                         "step_ms": 100}},
+        "mining": {"enabled": True, "stream_hours": 6.0, "threshold": 0.1, "mined": 1048,
+                   "fah_before_at": {"0.5": 3.5, "0.9": 0.6667}},
+        "finetune": {"fine_tuned": True, "epochs": 4, "kept": "epoch 1",
+                     "train_stream_fah_after_at": {"0.5": 1.1667, "0.9": 0.0}},
     }
 
 
@@ -145,6 +149,22 @@ def test_rnn_arch_uses_the_rnn_section_and_later_train_keys_do_not_break():
     assert "`qat_epochs_run` 4" in card and "Epochs run 12 (stopped early)" in card
     assert "validation FA/h 0.25" in card and "Mismatch" not in card
     assert "**Mismatch**: metrics/train.json is from arch `gru`" in render_model_card(inputs, Params())
+
+
+def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():
+    card = render_model_card(small_inputs(), Params())
+    line = next(x for x in card.splitlines() if x.startswith("- Hard-negative mining"))
+    assert line == ("- Hard-negative mining: 1,048 windows scoring >= 0.1 (local peaks 500 ms apart, at most 4,000) in "
+                    "the 6.00 h training stream; fine-tuned 4 epochs at lr 0.0005 with them, kept: epoch 1. FA/h of "
+                    "the training stream before -> after fine-tuning: 3.5 -> 1.2 at threshold 0.5, 0.7 -> 0.0 at "
+                    "threshold 0.9.")
+    inputs = small_inputs()
+    inputs["mining"] = {"enabled": False, "mined": 0}
+    assert "- Hard-negative mining: off (`mine.enabled` false)" in render_model_card(inputs, Params())
+    inputs["mining"] = {"enabled": True, "stream_hours": 2.0, "threshold": 0.5, "mined": 0}
+    inputs["finetune"] = {"fine_tuned": False, "reason": "no mined windows"}
+    assert ("0 windows scoring >= 0.5 (local peaks 500 ms apart, at most 4,000) in the 2.00 h training stream; "
+            "nothing to fine-tune with, the trained model is kept.") in render_model_card(inputs, Params())
 
 
 def test_without_a_heldout_set():

@@ -11,12 +11,14 @@ weights them with ``train.loss.hard_negative_weight``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from wakeword.detector import DetectorConfig, detect
 from wakeword.featureset import KIND_CODES, FeatureSet
+from wakeword.params import DetectorParams
 from wakeword.scoring import LogitFn, probabilities, stream_logits
 
 
@@ -28,6 +30,26 @@ class Mined:
     candidates: int  # steps at or above the threshold before suppression
     steps: int  # steps scored
     detections: int  # detector events on the stream at threshold_on = threshold (before fine-tuning)
+    report_detections: tuple[int, ...] = ()  # detector events at each ``report`` config of :func:`mine_stream`
+
+
+#: Fixed thresholds (threshold_on) at which the stages report FA/h on the training stream before and after
+#: fine-tuning. The count at the mining threshold itself says little when that threshold is low: at or under
+#: the detector's hysteresis its off threshold is 0, the detector turns on once and stays on, and the stream
+#: shows almost no events.
+REPORT_THRESHOLDS: tuple[float, ...] = (0.5, 0.9)
+
+
+def report_configs(detector: DetectorParams, step_ms: int) -> list[DetectorConfig]:
+    """The detector (``detector`` params) at each of :data:`REPORT_THRESHOLDS`."""
+    return [DetectorConfig.from_params(detector, t, step_ms) for t in REPORT_THRESHOLDS]
+
+
+def fah_at_report_thresholds(mined: Mined, hours: float) -> dict[str, float]:
+    """FA/h of the mined stream at each of :data:`REPORT_THRESHOLDS`, keyed by the threshold ("0.5")."""
+    if len(mined.report_detections) != len(REPORT_THRESHOLDS):
+        raise ValueError("mine_stream was not given report_configs(): no events at the report thresholds")
+    return {f"{t:g}": n / hours for t, n in zip(REPORT_THRESHOLDS, mined.report_detections, strict=True)}
 
 
 def peak_steps(probs: np.ndarray, threshold: float, min_gap: int, max_windows: int) -> np.ndarray:
@@ -49,8 +71,9 @@ def peak_steps(probs: np.ndarray, threshold: float, min_gap: int, max_windows: i
 
 
 def mine_stream(logit_fn: LogitFn, stream: np.ndarray, window: int, step: int, threshold: float, min_gap_steps: int,
-                max_windows: int, detector: DetectorConfig) -> Mined:
-    """Mine one stream of features ``(frames, n_features)``; ``detector`` counts events at ``threshold``."""
+                max_windows: int, detector: DetectorConfig, report: Sequence[DetectorConfig] = ()) -> Mined:
+    """Mine one stream of features ``(frames, n_features)``; ``detector`` counts events at ``threshold``, and
+    each of ``report`` counts them at its own threshold (:data:`REPORT_THRESHOLDS`), from the same scores."""
     if stream.ndim != 2 or stream.shape[0] < window:
         raise ValueError(f"the mining stream must be (frames >= {window}, features), got shape {stream.shape}")
     probs = probabilities(stream_logits(logit_fn, stream, window, step))
@@ -62,4 +85,4 @@ def mine_stream(logit_fn: LogitFn, stream: np.ndarray, window: int, step: int, t
     fs = FeatureSet(x, np.zeros(n, np.int8), np.full(n, KIND_CODES["hard_negative"], np.int8),
                     np.full(n, -1, np.int32), np.full(n, -1, np.int32))
     return Mined(fs, probs[kept].astype(np.float32), starts, int((probs >= threshold).sum()), int(probs.shape[0]),
-                 int(detect(probs, detector).shape[0]))
+                 int(detect(probs, detector).shape[0]), tuple(int(detect(probs, c).shape[0]) for c in report))

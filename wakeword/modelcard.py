@@ -37,6 +37,8 @@ class ModelCardInputs:
     float_metrics: Mapping[str, Any]  # metrics/float.json (stage evaluate)
     int8_metrics: Mapping[str, Any]  # metrics/int8.json (stage tflite)
     calibration: Mapping[str, Any]  # metrics/calibration.json (stage calibrate)
+    mining: Mapping[str, Any]  # metrics/mining.json (stage mine): hard negatives mined from the training stream
+    finetune: Mapping[str, Any]  # metrics/finetune.json (stage finetune): fine-tuning with them
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ModelCardInputs:
@@ -55,11 +57,12 @@ class ModelCardInputs:
 INPUT_FILES = {
     "split": "split.json", "data": "data.json", "data_report": "data_report.json", "train": "train.json",
     "size": "size.json", "float_metrics": "float.json", "int8_metrics": "int8.json",
-    "calibration": "calibration.json",
+    "calibration": "calibration.json", "mining": "mining.json", "finetune": "finetune.json",
 }
 _WRITTEN_BY = {
     "split.json": "split", "data.json": "synth", "data_report.json": "ingest", "train.json": "train",
     "size.json": "tflite", "float.json": "evaluate", "int8.json": "tflite", "calibration.json": "calibrate",
+    "mining.json": "mine", "finetune.json": "finetune",
 }
 
 
@@ -474,12 +477,35 @@ def _training_section(inputs: ModelCardInputs, params: Params) -> list[str]:
     dis_txt = (f"from `{dis.teacher}` ({dis.kind}), temperature {_g(dis.temperature)}, alpha {_g(dis.alpha)}"
                if dis.teacher else "off")
     lines.append(f"- EMA: {ema_txt}. QAT: {qat_txt}. Triplet phase: {tri_txt}. Distillation: {dis_txt}.")
+    lines.append(_mining_line(inputs.mining, inputs.finetune, params))
     a = params.augment
     lines.append(
         f"- Augmentation ({a.mode}, training windows only): background noise p {_g(a.noise_prob)} at "
         f"{_g(a.snr_db[0])}-{_g(a.snr_db[1])} dB SNR, room reverb p {_g(a.rir_prob)}, time stretch p "
         f"{_g(a.stretch_prob)}, pitch shift p {_g(a.pitch_prob)}, SpecAugment p {_g(a.spec_prob)}.")
     return lines
+
+
+def _mining_line(mining: Mapping[str, Any], finetune: Mapping[str, Any], params: Params) -> str:
+    """SPEC 5's phases 2 and 3: what mining found and the training stream's FA/h before and after fine-tuning,
+    at the fixed report thresholds (metrics/mining.json ``fah_before_at``, finetune.json
+    ``train_stream_fah_after_at``)."""
+    if mining.get("enabled") is not True:
+        return "- Hard-negative mining: off (`mine.enabled` false); the trained model is the deployed one."
+    _need(mining, "mining.json", "mined", "stream_hours", "threshold")
+    m = params.mine
+    found = (f"- Hard-negative mining: {_int(mining['mined'])} windows scoring >= {_g(mining['threshold'])} "
+             f"(local peaks {m.min_gap_ms} ms apart, at most {_int(m.max_windows)}) in the {_fix(mining['stream_hours'])} h "
+             f"training stream")
+    if finetune.get("fine_tuned") is not True:
+        return found + "; nothing to fine-tune with, the trained model is kept."
+    found += (f"; fine-tuned {_int(finetune.get('epochs'))} epochs at lr {_g(m.lr)} with them, kept: "
+              f"{finetune.get('kept', 'not recorded')}")
+    before, after = mining.get("fah_before_at"), finetune.get("train_stream_fah_after_at")
+    if isinstance(before, Mapping) and isinstance(after, Mapping) and before.keys() == after.keys() and before:
+        at = ", ".join(f"{_fix(before[t], 1)} -> {_fix(after[t], 1)} at threshold {t}" for t in before)
+        found += f". FA/h of the training stream before -> after fine-tuning: {at}"
+    return found + "."
 
 
 def _use_section(inputs: ModelCardInputs, params: Params, heldout_name: str) -> list[str]:

@@ -82,7 +82,7 @@ class SynthParams(_Section):
     stream_voice_fraction: float = Field(0.2, gt=0.0, lt=0.8)
     stream_val_h: float = Field(1.0, gt=0.0, le=100.0)
     stream_test_h: float = Field(1.0, gt=0.0, le=100.0)
-    stream_train_h: float = Field(2.0, ge=0.0, le=100.0)  # hard-negative mining material; 0 = none
+    stream_train_h: float = Field(6.0, ge=0.0, le=100.0)  # hard-negative mining material; 0 = none
     context_word_prob: float = Field(0.25, ge=0.0, le=1.0)
     vtlp_prob: float = Field(0.5, ge=0.0, le=1.0)
     vtlp_alpha: Range = (0.88, 1.14)
@@ -226,7 +226,7 @@ class AugmentParams(_Section):
     spec_freq_masks: int = Field(1, ge=0, le=10)
     spec_freq_mask_bins: int = Field(5, ge=1, le=64)
     eq_prob: float = Field(0.5, ge=0.0, le=1.0)
-    eq_tilt_db: float = Field(10.0, ge=0.0, le=40.0)
+    eq_tilt_db: float = Field(30.0, ge=0.0, le=40.0)
     eq_bands: int = Field(2, ge=0, le=8)
     eq_band_db: float = Field(6.0, ge=0.0, le=24.0)
 
@@ -446,9 +446,9 @@ class MineParams(_Section):
     """Hard-negative mining: score the training stream, keep high-scoring windows, fine-tune with them."""
 
     enabled: bool = True
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    threshold: float = Field(0.1, gt=0.0, lt=1.0)
     min_gap_ms: int = Field(500, ge=0, le=10000)
-    max_windows: int = Field(2000, ge=1, le=1_000_000)
+    max_windows: int = Field(4000, ge=1, le=1_000_000)
     epochs: int = Field(4, ge=1, le=100)
     lr: float = Field(5.0e-4, gt=0.0, le=1.0)
 
