@@ -18,7 +18,8 @@ from wakeword.modelcard import load_card_inputs, render_model_card
 @stage
 def main(inputs: tuple[Path, ...], card: Path, params_path: Path) -> None:
     """INPUTS: split.json, data.json, data_report.json, train.json, size.json, float.json, int8.json,
-    calibration.json, mining.json and finetune.json of one run, each recognised by its name; CARD: the Markdown file to write."""
+    calibration.json, mining.json and finetune.json of one run, each recognised by its name; CARD: the
+    Markdown file to write."""
     params = load(params_path)
     text = render_model_card(load_card_inputs(inputs), params)
     card.parent.mkdir(parents=True, exist_ok=True)

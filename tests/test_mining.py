@@ -8,7 +8,13 @@ import pytest
 
 from wakeword.detector import DetectorConfig
 from wakeword.featureset import KIND_CODES
-from wakeword.mining import REPORT_THRESHOLDS, fah_at_report_thresholds, mine_stream, peak_steps, report_configs
+from wakeword.mining import (
+    REPORT_THRESHOLDS,
+    fah_at_report_thresholds,
+    mine_stream,
+    peak_steps,
+    report_configs,
+)
 from wakeword.params import DetectorParams
 
 

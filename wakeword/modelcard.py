@@ -479,10 +479,13 @@ def _training_section(inputs: ModelCardInputs, params: Params) -> list[str]:
     lines.append(f"- EMA: {ema_txt}. QAT: {qat_txt}. Triplet phase: {tri_txt}. Distillation: {dis_txt}.")
     lines.append(_mining_line(inputs.mining, inputs.finetune, params))
     a = params.augment
+    eq_on = a.eq_prob > 0 and params.features.type != "micro" and (a.eq_tilt_db > 0 or a.eq_bands * a.eq_band_db > 0)
+    eq_txt = (f"random EQ p {_g(a.eq_prob)} (tilt up to {_g(a.eq_tilt_db)} dB, {a.eq_bands} bands of up to "
+              f"±{_g(a.eq_band_db)} dB)" if eq_on else "random EQ off")
     lines.append(
         f"- Augmentation ({a.mode}, training windows only): background noise p {_g(a.noise_prob)} at "
         f"{_g(a.snr_db[0])}-{_g(a.snr_db[1])} dB SNR, room reverb p {_g(a.rir_prob)}, time stretch p "
-        f"{_g(a.stretch_prob)}, pitch shift p {_g(a.pitch_prob)}, SpecAugment p {_g(a.spec_prob)}.")
+        f"{_g(a.stretch_prob)}, pitch shift p {_g(a.pitch_prob)}, SpecAugment p {_g(a.spec_prob)}, {eq_txt}.")
     return lines
 
 
