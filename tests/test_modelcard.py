@@ -158,6 +158,9 @@ def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():
                     "the 6.00 h training stream; fine-tuned 4 epochs at lr 0.0005 with them, kept: epoch 1. FA/h of "
                     "the training stream before -> after fine-tuning: 3.5 -> 1.2 at threshold 0.5, 0.7 -> 0.0 at "
                     "threshold 0.9.")
+    inputs = small_inputs()
+    inputs["int8"]["fidelity_vs_float"]["recall_drop"] = -0.0  # int8 and float recall equal, as in real runs
+    assert ", recall drop 0.00 points," in render_model_card(inputs, Params())
     aug = next(x for x in card.splitlines() if x.startswith("- Augmentation"))
     assert aug.endswith(", random EQ p 0.5 (tilt up to 30 dB, 2 bands of up to ±6 dB).")
     micro = Params.model_validate({"features": {"type": "micro", "win_ms": 30.0}})

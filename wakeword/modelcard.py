@@ -110,7 +110,7 @@ def load_card_inputs(paths: Iterable[str | Path]) -> ModelCardInputs:
 
 def _fix(x: Any, digits: int = 2) -> str:
     v = _num(x)
-    return "–" if v is None else f"{v:.{digits}f}"
+    return "–" if v is None else f"{round(v, digits) + 0.0:.{digits}f}"  # + 0.0: no "-0.00"
 
 
 def _int(x: Any) -> str:
@@ -260,7 +260,7 @@ def _metrics_section(inputs: ModelCardInputs, heldout_name: str) -> list[str]:
     if isinstance(fid, Mapping) and fid:
         drop = _num(fid.get("recall_drop"))
         lines += ["", f"int8 vs float: decision agreement {_pct(fid.get('decision_agreement'))}"
-                  + (f", recall drop {100 * drop:.2f} points" if drop is not None else "")
+                  + (f", recall drop {_fix(100 * drop)} points" if drop is not None else "")
                   + f", mean |Δp| {_fix(fid.get('mean_abs_prob_diff'), 4)}, max |Δp| "
                   f"{_fix(fid.get('max_abs_prob_diff'), 4)}."]
     if len(cols) == 2:
