@@ -68,9 +68,10 @@ def test_mine_stream_takes_the_windows_the_model_fires_on() -> None:
 
 
 def test_report_thresholds_count_events_a_low_mining_threshold_hides() -> None:
-    """At a mining threshold of 0.1 with hysteresis 0.1 the detector's off threshold is 0: it turns on at the
-    first step over 0.1 and never turns off, so it counts one event where there are two false alarms. The
-    report thresholds (0.5, 0.9) count each separately, as a deployed detector would."""
+    """At a mining threshold at or under the hysteresis (0.1, as the default mine.threshold) the detector's off
+    threshold is 0: it turns on at the first step over the threshold and never turns off, so it counts one
+    event where there are two false alarms. The report thresholds (0.5, 0.9) count each separately, as a
+    deployed detector would."""
     assert REPORT_THRESHOLDS == (0.5, 0.9)
     window, step, feats = 20, 5, 3
     stream = np.zeros((400, feats), np.float32)
