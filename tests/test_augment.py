@@ -404,6 +404,21 @@ def test_eq_curves_tilt_only_is_a_bounded_line_and_prob_zero_draws_nothing() -> 
         A.eq_curves(4, 32, g, 1.5, 1.0, 1, 1.0)
 
 
+@pytest.mark.parametrize(("kw", "features_type", "on"), [
+    ({"eq_prob": 0.5, "eq_tilt_db": 30.0, "eq_bands": 2, "eq_band_db": 6.0}, "log_mel", True),
+    ({"eq_prob": 0.5, "eq_tilt_db": 30.0, "eq_bands": 2, "eq_band_db": 6.0}, "mfcc", True),
+    ({"eq_prob": 0.5, "eq_tilt_db": 30.0, "eq_bands": 2, "eq_band_db": 6.0}, "micro", False),  # PCAN adapts
+    ({"eq_prob": 0.0, "eq_tilt_db": 30.0, "eq_bands": 2, "eq_band_db": 6.0}, "log_mel", False),
+    ({"eq_prob": 0.5, "eq_tilt_db": 0.0, "eq_bands": 0, "eq_band_db": 6.0}, "log_mel", False),  # no bands
+    ({"eq_prob": 0.5, "eq_tilt_db": 0.0, "eq_bands": 2, "eq_band_db": 0.0}, "log_mel", False),  # 0 dB bands
+    ({"eq_prob": 0.5, "eq_tilt_db": 0.0, "eq_bands": 1, "eq_band_db": 3.0}, "log_mel", True),  # bands only
+    ({"eq_prob": 1.0, "eq_tilt_db": 5.0, "eq_bands": 0, "eq_band_db": 0.0}, "log_mel", True),  # tilt only
+])
+def test_random_eq_applies_only_with_a_chance_a_gain_and_offset_features(kw: dict, features_type: str,
+                                                                           on: bool) -> None:
+    assert A.random_eq_applies(AugmentParams(**kw), features_type) is on
+
+
 def test_apply_eq_adds_the_mapped_offset_to_every_frame() -> None:
     x = torch.randn(3, 7, 4)
     curves = torch.tensor([[10.0, 0, 0, 0], [0, 0, 0, 0], [0, -3, 0, 3]])

@@ -581,6 +581,19 @@ def revoice(x: np.ndarray, semitones: float, formant: float) -> np.ndarray:
 EQ_BAND_SIGMA = (0.04, 0.2)
 
 
+#: Feature types the random EQ applies to: a gain per mel bin is a fixed offset of their features. Not micro:
+#: its gain control (PCAN) adapts a static gain away (:func:`wakeword.features.db_gain_to_features`).
+EQ_FEATURE_TYPES = ("log_mel", "mfcc")
+
+
+def random_eq_applies(a: AugmentParams, features_type: str) -> bool:
+    """Whether training applies the random channel EQ (:func:`eq_curves`): some windows are chosen
+    (``eq_prob`` > 0), a chosen window gets some gain (a tilt, or bands of nonzero gain), and the features take
+    a gain as an offset (:data:`EQ_FEATURE_TYPES`). The train stage and the model card both ask this."""
+    gains = a.eq_tilt_db > 0 or (a.eq_bands > 0 and a.eq_band_db > 0)
+    return a.eq_prob > 0 and gains and features_type in EQ_FEATURE_TYPES
+
+
 def eq_curves(
     n: int, n_bins: int, generator: torch.Generator, prob: float, tilt_db: float, bands: int, band_db: float,
 ) -> torch.Tensor:

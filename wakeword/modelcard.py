@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from wakeword.augment import random_eq_applies
 from wakeword.params import Params
 from wakeword.plots import _confusable_cell, _num, _pct  # the report's cell formats
 
@@ -479,7 +480,7 @@ def _training_section(inputs: ModelCardInputs, params: Params) -> list[str]:
     lines.append(f"- EMA: {ema_txt}. QAT: {qat_txt}. Triplet phase: {tri_txt}. Distillation: {dis_txt}.")
     lines.append(_mining_line(inputs.mining, inputs.finetune, params))
     a = params.augment
-    eq_on = a.eq_prob > 0 and params.features.type != "micro" and (a.eq_tilt_db > 0 or a.eq_bands * a.eq_band_db > 0)
+    eq_on = random_eq_applies(a, params.features.type)
     eq_txt = (f"random EQ p {_g(a.eq_prob)} (tilt up to {_g(a.eq_tilt_db)} dB, {a.eq_bands} bands of up to "
               f"±{_g(a.eq_band_db)} dB)" if eq_on else "random EQ off")
     lines.append(

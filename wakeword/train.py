@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wakeword import metrics
-from wakeword.augment import apply_eq, eq_curves, spec_augment
+from wakeword.augment import EQ_FEATURE_TYPES, apply_eq, eq_curves, random_eq_applies, spec_augment
 from wakeword.calibration import threshold_grid
 from wakeword.checkpoint import save_checkpoint
 from wakeword.cmvn import CMVN, EPS
@@ -192,17 +192,19 @@ class TrainResult:
 def eq_feature_map(setup: TrainSetup, cmvn: CMVN) -> torch.Tensor | None:
     """``(n_mels, features)`` dB -> normalised-feature map for the random EQ, or None when it is off.
 
-    Off when ``augment.eq_prob`` is 0 or both gains are 0, and for ``features.type: micro`` (its gain control
-    adapts static gains away, see :func:`wakeword.features.db_gain_to_features`; logged).
+    Off where :func:`wakeword.augment.random_eq_applies` says so: ``augment.eq_prob`` 0, both gains 0, or
+    ``features.type: micro`` (its gain control adapts static gains away, see
+    :func:`wakeword.features.db_gain_to_features`; logged).
     """
     a = setup.augment
-    if a is None or a.eq_prob == 0 or (a.eq_tilt_db == 0 and (a.eq_bands == 0 or a.eq_band_db == 0)):
+    if a is None or not random_eq_applies(a, setup.features.type):
+        if a is not None and random_eq_applies(a, EQ_FEATURE_TYPES[0]):
+            log.info("augment.eq_prob: no random EQ with features.type %s (its PCAN gain control adapts static "
+                     "gains away)", setup.features.type)
         return None
     m = db_gain_to_features(setup.features)
     if m is None:
-        log.info("augment.eq_prob: no random EQ with features.type %s (its PCAN gain control adapts static gains "
-                 "away)", setup.features.type)
-        return None
+        raise ValueError(f"features.type {setup.features.type!r} takes the random EQ but has no dB-to-feature map")
     if m.shape[1] != cmvn.n_features:
         raise ValueError(f"features params give {m.shape[1]} features per frame, the CMVN has {cmvn.n_features}")
     return torch.from_numpy((m / (cmvn.std.astype(np.float64) + EPS)[None, :]).astype(np.float32))
