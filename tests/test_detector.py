@@ -18,6 +18,7 @@ from wakeword.detector import (
     detect,
     detections_over_thresholds,
     on_fraction_over_thresholds,
+    vote_signal,
 )
 from wakeword.params import DetectorParams
 
@@ -319,3 +320,15 @@ def test_on_fraction_shows_a_detector_that_never_turns_off() -> None:
     frac = on_fraction_over_thresholds(trace, np.array([0.12, 0.5]), cfg)
     assert frac[0] == pytest.approx(988 / 1000) and frac[1] == pytest.approx(5 / 1000)
     assert detections_over_thresholds(trace, np.array([0.12, 0.5]), cfg).tolist() == [1, 1]
+
+
+def test_vote_signal_is_the_kth_largest_of_the_last_n_scores() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random(60)
+    for n, k in ((5, 3), (1, 1), (4, 1), (7, 7)):
+        cfg = DetectorConfig(threshold_on=0.5, threshold_off=0.4, vote_window=n, vote_threshold=k, lockout_ms=0,
+                              step_ms=100)
+        q = vote_signal(x, cfg)
+        for i in range(x.size):  # brute force: sort the window by hand
+            win = sorted(x[max(0, i - n + 1) : i + 1], reverse=True)
+            assert q[i] == (win[k - 1] if len(win) >= k else -np.inf), (n, k, i)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
 import pytest
 
 from wakeword.calibration import threshold_grid
+from wakeword.detector import DetectorConfig, detect
 from wakeword.evaluation import (
     ScoredSet,
     clip_latencies,
@@ -15,6 +17,7 @@ from wakeword.evaluation import (
     fah_by_kind,
     operating_curve,
     score_set,
+    strongest_false_alarms,
 )
 from wakeword.featureset import KIND_CODES, FeatureSet
 from wakeword.metrics import poisson_interval
@@ -150,6 +153,51 @@ def test_fah_by_kind_attributes_by_window_centre(scored: ScoredSet) -> None:
     assert list(by) == ["unknown"] and by["unknown"]["false_alarms"] == 2 and by["unknown"]["hours"] == 1.0
 
 
+# ------------------------------------------------------------------------------- strongest false alarms
+
+
+def test_strongest_false_alarms_by_hand(scored: ScoredSet) -> None:
+    table = copy.deepcopy(SEGMENT_TABLE)
+    segs = table["recordings"][0]["segments"]
+    segs[0].update(text="turn the | lights on", voice="espeak:en-us+m3")  # speech 10-20 s
+    segs[4].update(text="hey jarvi", voice="pico:en-GB")  # confusable 400-402 s
+    n_steps = (90_000 - 100) // 10 + 1
+    x = np.full(n_steps, 0.02)
+    j = at(15.0)
+    x[j - 2 : j + 3] = [0.9, 0.95, 0.7, 0.6, 0.99]  # 3rd largest of 5: 0.7 at j, 0.9 at j + 2 (all five)
+    for t_s, h in ((401.0, 0.8), (120.0, 0.6), (50.0, 0.55), (700.0, 0.97), (210.0, 0.45)):
+        x[at(t_s) - 2 : at(t_s) + 3] = h  # flat bursts: the vote signal is h from the middle step on
+    s = dataclasses.replace(scored, stream_logits=logits_for(x), stream_hours=0.25, window_frames=100,
+                            step_frames=10, stream_segments=table)
+    rows = strongest_false_alarms(s, 1.0, DetectorParams(), 100)
+    # 0.45 (hum) is under the 0.5 floor; the rest strongest first, each at its strongest step's window centre
+    assert [r["score"] for r in rows] == pytest.approx([0.97, 0.9, 0.8, 0.6, 0.55], abs=1e-4)
+    assert [r["step"] for r in rows] == [at(700.0), j + 2, at(401.0), at(120.0), at(50.0)]
+    assert [r["type"] for r in rows] == ["unknown", "speech", "confusable", "music", "background"]
+    assert [r["recording"] for r in rows] == ["streams/mine.wav"] + ["streams/test.wav"] * 4
+    assert [r["time_s"] for r in rows] == pytest.approx([100.0, 15.2, 401.0, 120.0, 50.0])
+    assert (rows[1]["text"], rows[1]["voice"]) == ("turn the | lights on", "espeak:en-us+m3")
+    assert (rows[2]["text"], rows[2]["voice"]) == ("hey jarvi", "pico:en-GB")
+    assert "text" not in rows[0] and "voice" not in rows[3]
+    # a threshold above an event's score removes exactly that event (these events are far apart)
+    probs = s.stream_probs(1.0)
+    for t in (0.5, 0.58, 0.7, 0.85, 0.95, 0.98):
+        fired = detect(probs, DetectorConfig.from_params(DetectorParams(), t, 100))
+        assert fired.size == sum(r["score"] >= t for r in rows), t
+    assert [r["score"] for r in strongest_false_alarms(s, 1.0, DetectorParams(), 100, n=2)] == pytest.approx(
+        [0.97, 0.9], abs=1e-4)
+    assert strongest_false_alarms(s, 1.0, DetectorParams(), 100, floor=0.99) == []
+    # no segment table: score and step only; a lower floor reaches the 0.45 burst
+    bare = strongest_false_alarms(dataclasses.replace(s, stream_segments=None), 1.0, DetectorParams(), 100,
+                                  floor=0.4)
+    assert [set(r) for r in bare] == [{"score", "step"}] * 6 and bare[-1]["score"] == pytest.approx(0.45, abs=1e-4)
+    # the evaluation lists them from the lower of 0.5 and its threshold
+    out, _ = evaluate_scored(s, 1.0, 0.92, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02)
+    assert out["strongest_false_alarms"] == rows and out["false_alarms"] == 1
+    out, _ = evaluate_scored(s, 1.0, 0.42, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02)
+    assert len(out["strongest_false_alarms"]) == 6
+
+
 # ----------------------------------------------------------------------------------- latency, confusion
 
 
@@ -190,7 +238,7 @@ def test_old_keys_unchanged_and_new_keys_added(scored: ScoredSet) -> None:
            "counts"}
     s = dataclasses.replace(scored, window_frames=100, step_frames=10)
     out, _ = evaluate_scored(s, 1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02)
-    assert set(out) == old | {"fah_by_kind", "latency", "confusion_matrix", "tta_shifts"}
+    assert set(out) == old | {"fah_by_kind", "latency", "confusion_matrix", "tta_shifts", "strongest_false_alarms"}
 
 
 # ------------------------------------------------------------------------------- test-time augmentation

@@ -13,6 +13,7 @@ from wakeword.audio import rms_dbfs
 from wakeword.features import frames_for, log_mel
 from wakeword.featureset import KIND_CODES
 from wakeword.featurize import (
+    SEGMENT_LABEL_CHARS,
     FeaturizeError,
     Pools,
     _rng,
@@ -137,8 +138,13 @@ def test_stream_segments_from_the_json_beside_the_wav(tmp_path: Path) -> None:
     wav.with_suffix(".json").write_text(json.dumps({"n_samples": 320000, "segments": segs}))
     got, source = stream_segments(wav, 20.0, 16000)
     assert source == "test.json"
-    assert got == [{"start_s": 2.0, "end_s": 4.5, "type": "speech"}, {"start_s": 4.5, "end_s": 6.0, "type": "hum"},
-                   {"start_s": 12.0, "end_s": 20.0, "type": "music"}]
+    assert got == [{"start_s": 2.0, "end_s": 4.5, "type": "speech", "voice": "x", "text": "hello"},
+                   {"start_s": 4.5, "end_s": 6.0, "type": "hum"},
+                   {"start_s": 12.0, "end_s": 20.0, "type": "music", "text": ""}]
+    # what was said is kept for naming false alarms, cut to SEGMENT_LABEL_CHARS
+    long = [{"start_s": 1.0, "end_s": 2.0, "type": "speech", "text": "a" * 500}]
+    wav.with_suffix(".json").write_text(json.dumps({"segments": long}))
+    assert stream_segments(wav, 20.0, 16000)[0][0]["text"] == "a" * SEGMENT_LABEL_CHARS
     own = _wav(tmp_path / "own" / "streams" / "kitchen.wav", 3.0)
     assert stream_segments(own, 3.0, 16000) == ([{"start_s": 0.0, "end_s": 3.0, "type": "unknown"}], None)
 
@@ -152,6 +158,8 @@ def test_stream_segments_from_the_json_beside_the_wav(tmp_path: Path) -> None:
     ({"segments": [{"start_s": 1.0, "type": "speech"}]}, "needs numeric"),
     ({"n_samples": 160000, "segments": []}, "another recording"),
     ({"segments": "none"}, "not a usable"),
+    ({"segments": [{"start_s": 1.0, "end_s": 2.0, "type": "speech", "text": 7}]}, "text=7; it must be a string"),
+    ({"segments": [{"start_s": 1.0, "end_s": 2.0, "type": "speech", "voice": None}]}, "voice=None"),
 ])
 def test_stream_segments_reject_bad_tables(tmp_path: Path, meta: dict, match: str) -> None:
     wav = _wav(tmp_path / "s.wav", 20.0)

@@ -385,6 +385,26 @@ def test_report_contains_the_numbers(tmp_path):
     assert "–" in table["int8 / test"]  # missing keys shown as a dash, not an error
 
 
+def test_report_lists_the_strongest_false_alarms(tmp_path):
+    fas = [{"score": 0.9712, "step": 9, "recording": "streams/heldout.wav", "time_s": 3725.25, "type": "confusable",
+            "text": "hey | charvis", "voice": "pico:en-GB"},
+           {"score": 0.6, "step": 3, "recording": "streams/heldout.wav", "time_s": 12.0, "type": "background"}]
+    m = {"int8": {"threshold": 0.9, "strongest_false_alarms": [], "heldout": {"threshold": 0.9,
+                                                                          "strongest_false_alarms": fas}},
+         "float": {"strongest_false_alarms": [{"score": 0.99}]}}
+    out = tmp_path / "report.md"
+    plots.write_report(out, m, {})
+    text = out.read_text(encoding="utf8")
+    section = text[text.index("## Strongest false alarms"):]
+    assert "### int8 / test\n\nNone: the detector fires nowhere on this stream" in section
+    assert ("| 0.971 | yes | streams/heldout.wav @ 1:02:05.2 | confusable | hey \\| charvis | pico:en-GB |"
+            in section)  # a pipe in the text would split the cell
+    assert "| 0.600 | no | streams/heldout.wav @ 0:00:12.0 | background | – | – |" in section
+    assert "float" not in section  # the deployed (int8) model's only
+    plots.write_report(out, {"int8": {"fah": 1.0}}, {})
+    assert "## Strongest false alarms" not in out.read_text(encoding="utf8")  # older metrics: no section
+
+
 def test_report_with_parts_missing(tmp_path):
     out = tmp_path / "report.md"
     plots.write_report(out, {"size": {"flash_kb": 12.5}}, {})

@@ -49,6 +49,7 @@ __all__ = [
     "detect",
     "detections_over_thresholds",
     "on_fraction_over_thresholds",
+    "vote_signal",
 ]
 
 # Thresholds derived by subtraction (on - hysteresis) are rounded to this many decimals so that 0.65 - 0.1
@@ -395,6 +396,15 @@ def _grid(thresholds: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, np.n
     gap = cfg.hysteresis
     offs = np.array([_derive_off(float(t), gap) for t in thresholds], dtype=np.float64)
     return thresholds, offs
+
+
+def vote_signal(scores: Sequence[float] | np.ndarray, cfg: DetectorConfig) -> np.ndarray:
+    """``q[i]``: the K-th largest of the last N scores up to frame ``i`` (``-inf`` while fewer than K frames exist).
+
+    The detector's vote condition holds at frame ``i`` for a threshold ``t`` exactly when ``q[i] >= t``, so the
+    largest ``q`` over a stretch is the highest threshold_on at which the detector could fire in it.
+    """
+    return _kth_largest_in_window(_check_scores(scores), cfg.vote_window, cfg.vote_threshold)
 
 
 def detect(scores: Sequence[float] | np.ndarray, cfg: DetectorConfig) -> np.ndarray:

@@ -19,12 +19,17 @@ from wakeword.detector import (
     detect,
     detections_over_thresholds,
     on_fraction_over_thresholds,
+    vote_signal,
 )
 from wakeword.featureset import KIND_CODES, FeatureSet, FeatureSetError, load_split, load_stream, read_index
 from wakeword.params import DetectorParams
 from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits, window_labels
 
 FAH_TARGETS = (0.1, 0.5, 1.0, 2.0)
+#: How many of the strongest stream false alarms the evaluation lists, and the lowest threshold_on it looks at
+#: (the report's text names 0.5).
+STRONGEST_FALSE_ALARMS = 10
+STRONGEST_FLOOR = 0.5
 
 #: The kind of negative audio each stream segment type counts as in ``fah_by_kind`` (SPEC 4.4 per kind):
 #: hum is a noise, babble is speech; "background" is the noise bed between segments, "unknown" audio whose
@@ -135,44 +140,95 @@ def operating_curve(
     return curve
 
 
+def _locate(steps: np.ndarray, table: dict[str, Any], window: int, step: int) -> list[tuple[int, float, Any]]:
+    """Where each stream step's audio lies: ``(recording index, seconds into it, the segment playing then)``.
+
+    The step ``j`` stands for the *centre* of its window, ``(j * step + window / 2) * hop`` seconds into the
+    concatenated stream (the window holds the audio that triggered it; its end lags that audio by up to a
+    window), mapped to a recording by the frame offsets of the segment ``table`` and to the segment containing
+    that time (None: the noise bed between segments).
+    """
+    recs = table["recordings"]
+    hop = float(table["hop_s"])
+    centre = np.asarray(steps, dtype=np.float64) * step + window / 2.0
+    offsets = np.array([r["frame_offset"] for r in recs], dtype=np.float64)
+    which = np.clip(np.searchsorted(offsets, centre, side="right") - 1, 0, len(recs) - 1)
+    segs = [sorted(r["segments"], key=lambda x: float(x["start_s"])) for r in recs]
+    starts = [np.array([float(x["start_s"]) for x in rs]) for rs in segs]
+    out: list[tuple[int, float, Any]] = []
+    for c, i in zip(centre.tolist(), which.tolist()):
+        t = min(max((c - offsets[i]) * hop, 0.0), float(recs[i]["duration_s"]))
+        j = int(np.searchsorted(starts[i], t, side="right")) - 1
+        seg = segs[i][j] if j >= 0 and t < float(segs[i][j]["end_s"]) else None
+        out.append((int(i), t, seg))
+    return out
+
+
 def fah_by_kind(detection_steps: np.ndarray, scored: ScoredSet, window: int, step: int) -> dict[str, dict[str, Any]]:
     """False alarms per hour per kind of negative audio (SPEC 4.4 per kind).
 
-    A detection at stream step ``j`` is attributed to the segment type playing at the *centre* of its window,
-    ``(j * step + window / 2) * hop`` seconds into the concatenated stream (the window holds the audio that
-    triggered it; its end lags that audio by up to a window), mapped to a recording by the frame offsets of
-    ``scored.stream_segments`` and to the segment containing that time (none: the noise bed, "background").
-    The hours of a kind are the summed durations of its segments (background: recording length minus all
-    segments), so they add up to the stream's hours and the false alarms to the stream's false alarms.
-    Segment types are grouped by :data:`FAH_KIND_OF_SEGMENT`. Without a segment table the whole stream is
-    "unknown". Returns :func:`wakeword.metrics.false_alarm_rates_by_group` (kinds with no audio left out).
+    A detection at stream step ``j`` is attributed to the segment type playing at the centre of its window
+    (:func:`_locate`; none: the noise bed, "background"). The hours of a kind are the summed durations of its
+    segments (background: recording length minus all segments), so they add up to the stream's hours and the
+    false alarms to the stream's false alarms. Segment types are grouped by :data:`FAH_KIND_OF_SEGMENT`.
+    Without a segment table the whole stream is "unknown". Returns
+    :func:`wakeword.metrics.false_alarm_rates_by_group` (kinds with no audio left out).
     """
     steps = np.asarray(detection_steps, dtype=np.int64)
     table = scored.stream_segments
     if table is None:
         return metrics.false_alarm_rates_by_group({"unknown": int(steps.size)}, {"unknown": scored.stream_hours})
-    recs = table["recordings"]
-    hop = float(table["hop_s"])
-    centre = steps * step + window / 2.0  # frames from the start of the concatenated stream
-    offsets = np.array([r["frame_offset"] for r in recs], dtype=np.float64)
-    which = np.clip(np.searchsorted(offsets, centre, side="right") - 1, 0, len(recs) - 1)
     events: dict[str, int] = {}
     hours: dict[str, float] = {}
-    for i, rec in enumerate(recs):
-        duration = float(rec["duration_s"])
-        segs = sorted(rec["segments"], key=lambda x: float(x["start_s"]))
-        starts = np.array([float(x["start_s"]) for x in segs])
-        ends = np.array([float(x["end_s"]) for x in segs])
-        kinds = [FAH_KIND_OF_SEGMENT.get(str(x["type"]), "unknown") for x in segs]
-        for kind, a, b in zip(kinds, starts, ends):
-            hours[kind] = hours.get(kind, 0.0) + (b - a) / 3600.0
-        hours["background"] = hours.get("background", 0.0) + max(0.0, duration - float(np.sum(ends - starts))) / 3600.0
-        t = np.clip((centre[which == i] - offsets[i]) * hop, 0.0, duration)
-        j = np.searchsorted(starts, t, side="right") - 1
-        for jj, tt in zip(j.tolist(), t.tolist()):
-            kind = kinds[jj] if jj >= 0 and tt < ends[jj] else "background"
-            events[kind] = events.get(kind, 0) + 1
+    for rec in table["recordings"]:
+        covered = 0.0
+        for x in rec["segments"]:
+            kind = FAH_KIND_OF_SEGMENT.get(str(x["type"]), "unknown")
+            length = float(x["end_s"]) - float(x["start_s"])
+            hours[kind] = hours.get(kind, 0.0) + length / 3600.0
+            covered += length
+        hours["background"] = hours.get("background", 0.0) + max(0.0, float(rec["duration_s"]) - covered) / 3600.0
+    for _, _, seg in _locate(steps, table, window, step):
+        kind = FAH_KIND_OF_SEGMENT.get(str(seg["type"]), "unknown") if seg is not None else "background"
+        events[kind] = events.get(kind, 0) + 1
     return metrics.false_alarm_rates_by_group(events, hours)
+
+
+def strongest_false_alarms(
+    scored: ScoredSet, temperature: float, det: DetectorParams, step_ms: int, n: int = STRONGEST_FALSE_ALARMS,
+    floor: float = STRONGEST_FLOOR,
+) -> list[dict[str, Any]]:
+    """The ``n`` strongest false alarms on the negative stream, strongest first: the audio that sets the FAH
+    at high thresholds, so the recall at a low FAH.
+
+    The detector (``det``'s votes, hysteresis and lockout) runs at threshold_on ``floor``; each event it fires
+    is one false alarm. Its ``score`` is the highest threshold_on at which the vote condition holds during the
+    event: the largest :func:`wakeword.detector.vote_signal` from the firing step while the signal stays at or
+    above threshold_off (while the detector stays on). A threshold above an event's score removes it. Each event
+    is placed at its strongest step (``step``) and, with the stream's segment table, located by :func:`_locate`:
+    ``recording``, ``time_s`` into it, the segment ``type`` ("background" between segments) and the segment's
+    ``text`` and ``voice`` when the table has them.
+    """
+    probs = scored.stream_probs(temperature)
+    cfg = DetectorConfig.from_params(det, floor, step_ms)
+    q = vote_signal(probs, cfg)
+    fired = detect(probs, cfg).tolist()
+    peaks: list[tuple[float, int]] = []
+    for a, b in zip(fired, [*fired[1:], q.shape[0]]):
+        stretch = q[a:b]
+        below = np.flatnonzero(stretch < cfg.threshold_off)  # q[a] >= floor >= off: never at index 0
+        j = a + int(np.argmax(stretch[: below[0]] if below.size else stretch))
+        peaks.append((float(q[j]), j))
+    top = sorted(peaks, key=lambda p: (-p[0], p[1]))[:n]
+    rows: list[dict[str, Any]] = [{"score": round(score, 4), "step": j} for score, j in top]
+    table, window, step = scored.stream_segments, scored.window_frames, scored.step_frames
+    if table is None or window is None or step is None or not rows:
+        return rows
+    for row, (i, t, seg) in zip(rows, _locate(np.array([j for _, j in top]), table, window, step)):
+        row.update(recording=str(table["recordings"][i]["path"]), time_s=round(float(t), 2),
+                   type=str(seg["type"]) if seg is not None else "background")
+        row.update({key: str(seg[key]) for key in ("text", "voice") if seg is not None and key in seg})
+    return rows
 
 
 def clip_latencies(
@@ -202,8 +258,10 @@ def evaluate_scored(
 
     Beyond SPEC 4.4/4.5: ``fah_by_kind`` (:func:`fah_by_kind`), ``latency`` on positive clips
     (:func:`clip_latencies`, :func:`wakeword.metrics.latency_summary`; only when the scored set knows its
-    window and step), ``confusion_matrix`` (clips per kind detected / not detected at the threshold) and
-    ``tta_shifts`` (test-time augmentation used for the clip metrics, 0 = off).
+    window and step), ``confusion_matrix`` (clips per kind detected / not detected at the threshold),
+    ``strongest_false_alarms`` (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
+    :data:`STRONGEST_FLOOR` ``)`` up) and ``tta_shifts`` (test-time augmentation used for the clip metrics,
+    0 = off).
     """
     cfg = DetectorConfig.from_params(det, threshold, step_ms)
     probs = scored.clip_probs(temperature)
@@ -243,6 +301,8 @@ def evaluate_scored(
     window, step = scored.window_frames, scored.step_frames
     if scored.stream_segments is None or (window is not None and step is not None):
         out["fah_by_kind"] = fah_by_kind(stream_fired, scored, window or 0, step or 0)
+    out["strongest_false_alarms"] = strongest_false_alarms(scored, temperature, det, step_ms,
+                                                           floor=min(float(threshold), STRONGEST_FLOOR))
     if window is not None and step is not None:
         pos = np.flatnonzero(labels == 1)
         lat, n_with_end = clip_latencies([int(fired[i][0]) if fired[i].size else None for i in pos],

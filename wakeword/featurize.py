@@ -298,17 +298,21 @@ def stream_features(path: Path, fp: FeatureParams, sample_rate_hz: int) -> tuple
 #: Segment types a stream's JSON may name (the demo streams' ``segments[].type``; "unknown" for audio whose
 #: content is not known). The time no segment covers is the noise bed, type "background".
 SEGMENT_TYPES = ("speech", "confusable", "music", "noise", "household", "hum", "babble", "unknown")
+#: Optional strings of a segment kept in the table (cut to SEGMENT_LABEL_CHARS): evaluation names them with
+#: the strongest false alarms.
+SEGMENT_LABELS = ("text", "voice")
+SEGMENT_LABEL_CHARS = 120
 _SEGMENT_OVERLAP_S = 1e-3  # segment times are rounded (0.1 ms); overlaps up to this are rounding, not errors
 
 
 def stream_segments(wav: Path, duration_s: float, sample_rate_hz: int) -> tuple[list[dict[str, Any]], str | None]:
-    """What plays when in a negative recording: ``([{start_s, end_s, type}, ...], json_name)``.
+    """What plays when in a negative recording: ``([{start_s, end_s, type[, text, voice]}, ...], json_name)``.
 
     A demo stream has a JSON beside its wav (``streams/test.wav`` -> ``streams/test.json``) whose ``segments``
     list the inserted speech, confusables, music, noise, household sounds, hum and babble; they are checked
     (finite, 0 <= start < end, inside the recording, no overlaps beyond rounding, types from
-    :data:`SEGMENT_TYPES`), sorted and clipped to the recording. A recording without such a JSON (own
-    streams) is one segment of type "unknown" covering all of it. Times not covered by a segment are the
+    :data:`SEGMENT_TYPES`, the optional :data:`SEGMENT_LABELS` strings), sorted and clipped to the recording.
+    A recording without such a JSON (own streams) is one segment of type "unknown" covering all of it. Times not covered by a segment are the
     noise bed ("background"); evaluation attributes each false alarm on the stream to a type with this table.
     """
     js = wav.with_suffix(".json")
@@ -338,7 +342,13 @@ def stream_segments(wav: Path, duration_s: float, sample_rate_hz: int) -> tuple[
         if start >= duration_s or end > duration_s + 0.01:
             raise FeaturizeError(f"{js}: segment {i} ({start}-{end} s) lies past the end of {wav.name} "
                                  f"({duration_s:.3f} s)")
-        segs.append({"start_s": start, "end_s": min(end, float(duration_s)), "type": kind})
+        rec = {"start_s": start, "end_s": min(end, float(duration_s)), "type": kind}
+        for key in SEGMENT_LABELS:  # what was said and by whom: names the audio behind a false alarm
+            if key in seg:
+                if not isinstance(seg[key], str):
+                    raise FeaturizeError(f"{js}: segment {i} has {key}={seg[key]!r}; it must be a string")
+                rec[key] = seg[key][:SEGMENT_LABEL_CHARS]
+        segs.append(rec)
     segs.sort(key=lambda s: s["start_s"])
     for i in range(1, len(segs)):
         prev, cur = segs[i - 1], segs[i]

@@ -832,6 +832,51 @@ def _detection_section(metrics: Mapping[str, Any], cal: Mapping[str, Any]) -> li
     return lines
 
 
+def _clock(seconds: Any) -> str:
+    """``h:mm:ss.s`` of a time in seconds ("–" when not a number)."""
+    t = _num(seconds)
+    if t is None:
+        return "–"
+    m, sec = divmod(max(0.0, t), 60.0)
+    return f"{int(m // 60)}:{int(m % 60):02d}:{sec:04.1f}"
+
+
+def _md(text: Any) -> str:
+    """A table cell from free text: one line, pipes escaped, "–" when empty."""
+    s = " ".join(str(text or "").split()).replace("|", "\\|")
+    return s or "–"
+
+
+def _false_alarm_section(metrics: Mapping[str, Any]) -> list[str]:
+    """The strongest stream false alarms of the deployed model (int8, else float), per set."""
+    model = "int8" if isinstance(metrics.get("int8"), Mapping) else "float"
+    m = metrics.get(model)
+    if not isinstance(m, Mapping):
+        return []
+    lines: list[str] = []
+    for group, g in (("test", m), ("heldout", m.get("heldout"))):
+        fas = g.get("strongest_false_alarms") if isinstance(g, Mapping) else None
+        if not isinstance(fas, list):
+            continue
+        thr = _num(g.get("threshold"))
+        rows = [[_f(fa.get("score")), "yes" if thr is not None and (_num(fa.get("score")) or 0.0) >= thr else "no",
+                 f"{_md(fa.get('recording'))} @ {_clock(fa.get('time_s'))}", _md(fa.get("type")),
+                 _md(fa.get("text")), _md(fa.get("voice"))]
+                for fa in fas if isinstance(fa, Mapping)]
+        header = ["score", "fires at the threshold", "where", "audio", "what was said", "voice"]
+        none = ("None: the detector fires nowhere on this stream from threshold 0.5 (or the calibrated threshold, "
+                "where lower) up.")
+        lines += [f"### {model} / {group}", "", *(_table(header, rows) if rows else [none]), ""]
+    if not lines:
+        return []
+    return ["## Strongest false alarms", "",
+            ("Events of the detector on the negative stream, strongest first. Score: the highest threshold at "
+             "which the detector fires on the event; the events above the calibrated threshold are the false "
+             "alarms counted above, and the next ones set the recall at a low FA/h. Where: the recording and the "
+             "time of the strongest window's centre; audio, what was said, voice: the stream segment there."),
+            "", *lines]
+
+
 def _size_row(name: str, m: Mapping[str, Any], size: Mapping[str, Any]) -> list[str]:
     return [name, _f(m.get("flash_kb"), ".2f"), _f(m.get("arena_kb"), ".2f"), _f(m.get("ram_kb"), ".2f"),
             _f(m.get("macs_per_second", size.get("macs_per_second")), ",.0f"),
@@ -903,6 +948,7 @@ def write_report(out_path: str | Path, metrics: Mapping[str, Any], images: Mappi
     cal = part("calibration")
     lines = [f"# {title}", ""]
     lines += _detection_section(metrics, cal)
+    lines += _false_alarm_section(metrics)
     lines += _size_section(part("size"))
     lines += _calibration_section(cal)
     lines += _training_section(part("train"))
