@@ -16,6 +16,7 @@ from wakeword.detector import (
     StreamingDetector,
     clips_detected_over_thresholds,
     detect,
+    detection_steps_over_thresholds,
     detections_over_thresholds,
     on_fraction_over_thresholds,
     vote_signal,
@@ -332,3 +333,14 @@ def test_vote_signal_is_the_kth_largest_of_the_last_n_scores() -> None:
         for i in range(x.size):  # brute force: sort the window by hand
             win = sorted(x[max(0, i - n + 1) : i + 1], reverse=True)
             assert q[i] == (win[k - 1] if len(win) >= k else -np.inf), (n, k, i)
+
+
+def test_detection_steps_over_thresholds_are_detect_per_threshold() -> None:
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.normal(0.3, 0.25, 400), 0, 1)
+    thresholds = np.array([0.2, 0.45, 0.6, 0.8])
+    cfg = DetectorConfig.from_params(DetectorParams(), 1.0, 100)
+    cols, rows = detection_steps_over_thresholds(x, thresholds, cfg)
+    for i, t in enumerate(thresholds):
+        np.testing.assert_array_equal(rows[cols == i], detect(x, cfg.with_threshold_on(float(t))))
+    np.testing.assert_array_equal(np.bincount(cols, minlength=4), detections_over_thresholds(x, thresholds, cfg))

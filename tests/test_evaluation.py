@@ -13,6 +13,7 @@ from wakeword.detector import DetectorConfig, detect
 from wakeword.evaluation import (
     ScoredSet,
     clip_latencies,
+    curve_without_kind,
     evaluate_scored,
     fah_by_kind,
     operating_curve,
@@ -196,6 +197,37 @@ def test_strongest_false_alarms_by_hand(scored: ScoredSet) -> None:
     assert out["strongest_false_alarms"] == rows and out["false_alarms"] == 1
     out, _ = evaluate_scored(s, 1.0, 0.42, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02)
     assert len(out["strongest_false_alarms"]) == 6
+
+
+def test_recall_without_the_confusable_phrases_of_the_stream(scored: ScoredSet) -> None:
+    n_steps = (90_000 - 100) // 10 + 1
+    x = np.full(n_steps, 0.02)
+    x[at(401.0) - 2 : at(401.0) + 3] = 0.95  # a confusable phrase (400-402 s) sets off the strongest event
+    x[at(15.0) - 2 : at(15.0) + 3] = 0.5  # and some speech a weak one
+    s = dataclasses.replace(scored, stream_logits=logits_for(x), stream_hours=0.25, window_frames=100,
+                            step_frames=10, stream_segments=SEGMENT_TABLE)
+    args = (1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02)
+    out, _ = evaluate_scored(s, *args)
+    # 0.25 h: even 2 FA/h allows no false alarm. With the confusable event only thresholds over 0.95 get there,
+    # and there no positive clip (bursts of 0.9) fires; without it any threshold over 0.5 does: 3 of 4 clips.
+    assert out["recall_at_0p5_fah"] == 0.0 and out["recall_at_2p0_fah"] == 0.0
+    wo = out["without_confusables"]
+    assert wo["negative_hours"] == pytest.approx(0.25 - 2.0 / 3600)
+    assert [wo[f"recall_at_{k}_fah"] for k in ("0p1", "0p5", "1p0", "2p0")] == pytest.approx([0.75] * 4)
+    curve = operating_curve(s, 1.0, threshold_grid(0.01), DetectorParams(), 100, 0.02)
+    alt = curve_without_kind(curve, s, 1.0, DetectorParams(), 100)
+    at_t = {round(float(t), 2): int(k) for t, k in zip(alt["threshold"], alt["false_alarms"])}
+    assert (at_t[0.3], at_t[0.5], at_t[0.51], at_t[0.95]) == (1, 1, 0, 0)
+    np.testing.assert_array_equal(alt["recall"], curve["recall"])
+    # an event whose window centre falls past the phrase (the bed at 403 s) still counts: conservative
+    x[at(403.0) - 2 : at(403.0) + 3] = 0.92
+    out, _ = evaluate_scored(dataclasses.replace(s, stream_logits=logits_for(x)), *args)
+    assert out["without_confusables"]["recall_at_2p0_fah"] == 0.0
+    # nothing to leave out: no segment table, or no confusable segment in it
+    assert "without_confusables" not in evaluate_scored(dataclasses.replace(s, stream_segments=None), *args)[0]
+    table = copy.deepcopy(SEGMENT_TABLE)
+    table["recordings"][0]["segments"][4]["type"] = "speech"
+    assert "without_confusables" not in evaluate_scored(dataclasses.replace(s, stream_segments=table), *args)[0]
 
 
 # ----------------------------------------------------------------------------------- latency, confusion

@@ -3,6 +3,7 @@ template (in a throw-away DVC repo, and in a headless browser when one is instal
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -383,6 +384,13 @@ def test_report_contains_the_numbers(tmp_path):
     assert "decision agreement 99.6%" in text and "best epoch 16 of 20" in text
     assert "![ROC](images/roc.png)" in text
     assert "–" in table["int8 / test"]  # missing keys shown as a dash, not an error
+    assert "left out" not in text  # no without_confusables figures: no line
+    with_wo = copy.deepcopy(SMALL)
+    with_wo["float"]["heldout"]["without_confusables"] = {
+        "negative_hours": 4.912, "recall_at_0p5_fah": 0.85, "recall_at_1p0_fah": 0.9, "recall_at_2p0_fah": 0.9167}
+    plots.write_report(out, with_wo, {})
+    assert ("left out (they are measured per clip, as confusable FA): float / heldout 85.0% / 90.0% / 91.7% "
+            "(4.91 h).") in out.read_text(encoding="utf8")
 
 
 def test_report_lists_the_strongest_false_alarms(tmp_path):

@@ -47,6 +47,7 @@ __all__ = [
     "StreamingDetector",
     "clips_detected_over_thresholds",
     "detect",
+    "detection_steps_over_thresholds",
     "detections_over_thresholds",
     "on_fraction_over_thresholds",
     "vote_signal",
@@ -418,6 +419,17 @@ def detect(scores: Sequence[float] | np.ndarray, cfg: DetectorConfig) -> np.ndar
     return rows
 
 
+def detection_steps_over_thresholds(
+    scores: Sequence[float] | np.ndarray, thresholds: Sequence[float] | np.ndarray, cfg: DetectorConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every detection for each ``threshold_on`` in ``thresholds``: ``(threshold index, frame index)`` arrays
+    (int64, sorted by threshold, then frame), as :func:`detections_over_thresholds` counts them."""
+    s = _check_scores(scores)
+    ons, offs = _grid(_check_thresholds(thresholds), cfg)
+    q = _kth_largest_in_window(s, cfg.vote_window, cfg.vote_threshold)
+    return _fired_edges(q, ons, offs, cfg)
+
+
 def detections_over_thresholds(
     scores: Sequence[float] | np.ndarray, thresholds: Sequence[float] | np.ndarray, cfg: DetectorConfig
 ) -> np.ndarray:
@@ -432,11 +444,9 @@ def detections_over_thresholds(
     whose ``threshold_off`` was clamped at 0 (e.g. on = 0.01, hysteresis 0.1 -> gap 0.01), carries the
     clamped gap to every threshold of the grid.
     """
-    s = _check_scores(scores)
-    ons, offs = _grid(_check_thresholds(thresholds), cfg)
-    q = _kth_largest_in_window(s, cfg.vote_window, cfg.vote_threshold)
-    cols, _ = _fired_edges(q, ons, offs, cfg)
-    return np.bincount(cols, minlength=ons.shape[0]).astype(np.int64)
+    n = _check_thresholds(thresholds).shape[0]
+    cols, _ = detection_steps_over_thresholds(scores, thresholds, cfg)
+    return np.bincount(cols, minlength=n).astype(np.int64)
 
 
 def clips_detected_over_thresholds(

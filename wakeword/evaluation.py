@@ -17,6 +17,7 @@ from wakeword.detector import (
     DetectorConfig,
     clips_detected_over_thresholds,
     detect,
+    detection_steps_over_thresholds,
     detections_over_thresholds,
     on_fraction_over_thresholds,
     vote_signal,
@@ -194,6 +195,37 @@ def fah_by_kind(detection_steps: np.ndarray, scored: ScoredSet, window: int, ste
     return metrics.false_alarm_rates_by_group(events, hours)
 
 
+def curve_without_kind(
+    curve: dict[str, np.ndarray], scored: ScoredSet, temperature: float, det: DetectorParams, step_ms: int,
+    kind: str = "confusable",
+) -> dict[str, np.ndarray] | None:
+    """``curve`` (:func:`operating_curve` of ``scored``) recounted on the stream without its ``kind`` segments.
+
+    A false alarm whose window centre lies in a segment of that kind (:func:`_locate`, kinds as in
+    :data:`FAH_KIND_OF_SEGMENT`) is dropped, and the segments' hours come off the stream's hours; recall is
+    unchanged. For the comparison with evaluations whose negative audio holds no confusable phrases (those are
+    measured per clip, ``confusable_false_accept_rate``). An event a confusable phrase set off whose window
+    centre falls just past the phrase still counts. None without a segment table or without such segments.
+    """
+    table, window, step = scored.stream_segments, scored.window_frames, scored.step_frames
+    if table is None or window is None or step is None:
+        return None
+    seconds = sum(float(x["end_s"]) - float(x["start_s"]) for r in table["recordings"] for x in r["segments"]
+                  if FAH_KIND_OF_SEGMENT.get(str(x["type"]), "unknown") == kind)
+    hours = scored.stream_hours - seconds / 3600.0
+    if seconds <= 0.0 or hours <= 0.0:
+        return None
+    thresholds = np.asarray(curve["threshold"], dtype=np.float64)
+    cols, rows = detection_steps_over_thresholds(scored.stream_probs(temperature), thresholds,
+                                                 DetectorConfig.from_params(det, 1.0, step_ms))
+    steps, back = np.unique(rows, return_inverse=True)
+    outside = np.array([seg is None or FAH_KIND_OF_SEGMENT.get(str(seg["type"]), "unknown") != kind
+                        for _, _, seg in _locate(steps, table, window, step)], dtype=bool)
+    counts = np.bincount(cols[outside[back]], minlength=thresholds.shape[0]).astype(np.int64)
+    return {"threshold": thresholds, "fah": counts / hours, "recall": np.asarray(curve["recall"], dtype=np.float64),
+            "false_alarms": counts, "negative_hours": np.float64(hours)}
+
+
 def strongest_false_alarms(
     scored: ScoredSet, temperature: float, det: DetectorParams, step_ms: int, n: int = STRONGEST_FALSE_ALARMS,
     floor: float = STRONGEST_FLOOR,
@@ -259,7 +291,9 @@ def evaluate_scored(
     Beyond SPEC 4.4/4.5: ``fah_by_kind`` (:func:`fah_by_kind`), ``latency`` on positive clips
     (:func:`clip_latencies`, :func:`wakeword.metrics.latency_summary`; only when the scored set knows its
     window and step), ``confusion_matrix`` (clips per kind detected / not detected at the threshold),
-    ``strongest_false_alarms`` (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
+    ``without_confusables`` (recall at the FAH targets with the stream's confusable phrases left out,
+    :func:`curve_without_kind`; only with a segment table that has some), ``strongest_false_alarms``
+    (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
     :data:`STRONGEST_FLOOR` ``)`` up) and ``tta_shifts`` (test-time augmentation used for the clip metrics,
     0 = off).
     """
@@ -294,6 +328,10 @@ def evaluate_scored(
         recall, _ = metrics.recall_at_fah(curve, target)
         out[f"recall_at_{str(target).replace('.', 'p')}_fah"] = float(recall)
     out["area_recall_fah_0_2"] = float(metrics.area_under_recall_fah(curve, 2.0))
+    alt = curve_without_kind(curve, scored, temperature, det, step_ms, "confusable")
+    if alt is not None:
+        out["without_confusables"] = {"negative_hours": float(alt["negative_hours"])} | {
+            f"recall_at_{str(t).replace('.', 'p')}_fah": float(metrics.recall_at_fah(alt, t)[0]) for t in FAH_TARGETS}
     out["counts"] = {
         "positive_clips": int((labels == 1).sum()), "negative_clips": int((labels == 0).sum()),
         "confusable_clips": int(conf.sum()), "stream_windows": int(scored.stream_logits.shape[0]),

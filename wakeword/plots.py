@@ -820,6 +820,12 @@ def _detection_section(metrics: Mapping[str, Any], cal: Mapping[str, Any]) -> li
              _f(m.get("pauc_std_fpr10")), _f(m.get("pauc_norm_fpr10")), _confusable_cell(m)]
             for name, m in det]
     lines += [*_table(header, rows), ""]
+    wo = [(name, m["without_confusables"]) for name, m in det if isinstance(m.get("without_confusables"), Mapping)]
+    if wo:
+        parts = [f"{name} {' / '.join(_pct(w.get(f'recall_at_{k}_fah')) for k in ('0p5', '1p0', '2p0'))} "
+                 f"({_f(w.get('negative_hours'), '.2f')} h)" for name, w in wo]
+        lines += [("Recall at 0.5 / 1 / 2 FA/h with the confusable phrases of the stream left out (they are "
+                   "measured per clip, as confusable FA): " + "; ".join(parts) + "."), ""]
     int8 = metrics.get("int8")
     fid = int8.get("fidelity_vs_float") if isinstance(int8, Mapping) else None
     if isinstance(fid, Mapping) and fid:
