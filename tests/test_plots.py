@@ -405,9 +405,9 @@ def test_report_lists_the_strongest_false_alarms(tmp_path):
     text = out.read_text(encoding="utf8")
     section = text[text.index("## Strongest false alarms"):]
     assert "### int8 / test\n\nNone: the detector fires nowhere on this stream" in section
-    assert ("| 0.971 | yes | streams/heldout.wav @ 1:02:05.2 | confusable | hey \\| charvis | pico:en-GB |"
+    assert ("| 0.9712 | yes | streams/heldout.wav @ 1:02:05.2 | confusable | hey \\| charvis | pico:en-GB |"
             in section)  # a pipe in the text would split the cell
-    assert "| 0.600 | no | streams/heldout.wav @ 0:00:12.0 | background | – | – |" in section
+    assert "| 0.6000 | no | streams/heldout.wav @ 0:00:12.0 | background | – | – |" in section
     assert "float" not in section  # the deployed (int8) model's only
     plots.write_report(out, {"int8": {"fah": 1.0}}, {})
     assert "## Strongest false alarms" not in out.read_text(encoding="utf8")  # older metrics: no section

@@ -865,7 +865,7 @@ def _false_alarm_section(metrics: Mapping[str, Any]) -> list[str]:
         if not isinstance(fas, list):
             continue
         thr = _num(g.get("threshold"))
-        rows = [[_f(fa.get("score")), "yes" if thr is not None and (_num(fa.get("score")) or 0.0) >= thr else "no",
+        rows = [[_f(fa.get("score"), ".4f"), "yes" if thr is not None and (_num(fa.get("score")) or 0.0) >= thr else "no",
                  f"{_md(fa.get('recording'))} @ {_clock(fa.get('time_s'))}", _md(fa.get("type")),
                  _md(fa.get("text")), _md(fa.get("voice"))]
                 for fa in fas if isinstance(fa, Mapping)]
