@@ -86,9 +86,17 @@ def test_kill_9_then_rerun_resumes_and_matches(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 1 <= epoch < 5 and not (tmp_path / "killed" / "model.pt").exists()
+    # The reported wall time covers every invocation: the resumed run adds its own time to the state's. A
+    # saved time far above what this test takes (1000 s) tells the sum from the resumed run's time alone.
+    saved = torch.load(state, weights_only=True)
+    assert 0.0 < saved["wall_s"] < 300.0
+    saved["wall_s"] = 1000.0
+    torch.save(saved, state)
 
+    t_resume = time.time()
     res = subprocess.run(_cmd(tmp_path, "killed"), cwd=ROOT, env=dict(_env(), WAKEWORD_LOG="INFO"),
                          capture_output=True, text=True, timeout=600, check=False)
+    t_resume = time.time() - t_resume
     assert res.returncode == 0, res.stderr[-3000:]
     resumed_at = re.search(r"resuming after epoch (\d+) of 6", res.stderr)
     assert resumed_at and epoch + 1 <= int(resumed_at.group(1)) < 6, res.stderr[-2000:]
@@ -97,7 +105,9 @@ def test_kill_9_then_rerun_resumes_and_matches(tmp_path: Path) -> None:
     assert all(torch.equal(full["state_dict"][k], resumed["state_dict"][k]) for k in full["state_dict"])
     a = json.loads((tmp_path / "full" / "train.json").read_text())
     b = json.loads((tmp_path / "killed" / "train.json").read_text())
-    a.pop("train_wall_s"), b.pop("train_wall_s")
+    wall_full, wall_resumed = a.pop("train_wall_s"), b.pop("train_wall_s")
+    assert 0.0 < wall_full < 600.0
+    assert 1000.0 < wall_resumed < 1000.0 + t_resume
     assert a == b
     # the DVCLive curves hold every epoch once, the replayed ones included
     tsv = (tmp_path / "killed" / "live" / "plots" / "metrics" / "val_loss.tsv").read_text().strip().splitlines()

@@ -76,7 +76,8 @@ EpochLogger = Callable[[int, dict[str, float]], None]
 EpochWindows = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 #: a distillation teacher: student-normalised windows (B, frames, features) -> logits (B, 2)
 TeacherFn = Callable[[torch.Tensor], torch.Tensor]
-STATE_VERSION = 1
+#: 2: the state keeps the training wall time so far (``wall_s``), added to on resume
+STATE_VERSION = 2
 #: validation FAH reported when no threshold gives a usable detector (it is on for most of the stream)
 NO_OPERATING_POINT_FAH = 1.0e6
 
@@ -180,7 +181,7 @@ class TrainResult:
     history: list[dict[str, float]]
     parameters: int
     macs_per_window: int
-    wall_s: float
+    wall_s: float  # training time of all invocations: a resumed run adds its time to the saved state's
     peak_lr: float
     resumed_from_epoch: int = 0
     stopped_early: bool = False
@@ -443,6 +444,7 @@ def train_model(
     history: list[dict[str, float]] = []
     prog = Progress(setup.calibrate.target_fah, tp.plateau_patience, tp.plateau_factor, tp.early_stopping)
     start_epoch, step_i = 0, 0
+    wall_before = 0.0  # training time of earlier, interrupted invocations (saved in the state)
     best_plain: dict[str, torch.Tensor] | None = None
     if baseline is not None:
         if init is None:
@@ -470,6 +472,7 @@ def train_model(
         history = [dict(r) for r in state["history"]]
         prog.restore(state["progress"])
         step_i, peak = int(state["step"]), float(state["peak_lr"])
+        wall_before = float(state["wall_s"])
         if best_path is not None and best_path.exists():
             best_plain = torch.load(best_path, map_location="cpu", weights_only=True)
         log.info("resuming after epoch %d of %d (%s)", start_epoch, total_epochs, state_dir)
@@ -555,7 +558,7 @@ def train_model(
                 "rng": torch.get_rng_state(), "gen": gen.get_state(), "spec_gen": spec_gen.get_state(),
                 "eq_gen": eq_gen.get_state(),
                 "trip_gen": trip_gen.get_state(), "history": history, "progress": prog.state(),
-                "step": step_i, "peak_lr": peak,
+                "step": step_i, "peak_lr": peak, "wall_s": wall_before + time.time() - t0,
             }, Path(state_dir) / "last.pt")
 
     best, best_epoch = prog.best, prog.best_epoch
@@ -570,6 +573,6 @@ def train_model(
     raw = plain_state_dict(model)
     ema_differs = ema is not None and any(
         not torch.equal(raw[k].detach().cpu(), ema.shadow[k].cpu()) for k in raw if raw[k].is_floating_point())
-    return TrainResult(best_epoch, best, history, n_params, macs, time.time() - t0, peak,
+    return TrainResult(best_epoch, best, history, n_params, macs, wall_before + time.time() - t0, peak,
                        resumed_from_epoch=start_epoch, stopped_early=prog.stopped, lr_finder=finder,
                        ema_differs=ema_differs)
