@@ -24,8 +24,8 @@ TEACHER = CMVN(RNG.normal(-3, 1, N_FEATURES).astype(np.float32), RNG.uniform(0.5
 RAW = RNG.normal(-4, 2, size=(3, WINDOW, N_FEATURES)).astype(np.float32)  # un-normalised log-mel windows
 
 
-def _checkpoint(path: Path, cmvn: CMVN | None, n_features: int = N_FEATURES) -> torch.nn.Module:
-    torch.manual_seed(0)
+def _checkpoint(path: Path, cmvn: CMVN | None, n_features: int = N_FEATURES, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
     p = ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 1})
     model = build_model(p, n_features, WINDOW)
     model.train()(torch.randn(8, WINDOW, n_features))  # non-trivial batch-norm statistics
@@ -48,6 +48,40 @@ def test_checkpoint_teacher_sees_its_own_cmvn(tmp_path: Path) -> None:
     assert not torch.allclose(got, wrong, atol=1e-3)  # the re-normalisation matters in this test
     assert teacher.parameters == count_parameters(model)
     assert "ds_tcn" in teacher.description and str(tmp_path / "t.pt") in teacher.description
+
+
+def test_directory_of_checkpoints_is_an_ensemble_of_mean_probabilities(tmp_path: Path) -> None:
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    a = _checkpoint(ens / "a.pt", TEACHER, seed=1)
+    b = _checkpoint(ens / "b.pt", STUDENT, seed=2)  # members may carry different CMVN
+    (ens / "notes.txt").write_text("not a checkpoint: ignored")
+    teacher = load_teacher(ens, "checkpoint", STUDENT, N_FEATURES, WINDOW)
+    got = teacher(torch.from_numpy(STUDENT.apply(RAW)))
+    with torch.no_grad():
+        pa = torch.softmax(a(torch.from_numpy(TEACHER.apply(RAW))), dim=-1).numpy()
+        pb = torch.softmax(b(torch.from_numpy(STUDENT.apply(RAW))), dim=-1).numpy()
+    want = np.log((pa + pb) / 2)  # by hand: the mean of the two members' probabilities
+    assert not np.allclose(pa, pb, atol=1e-3)  # the members differ, so the mean is not either one
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
+    np.testing.assert_allclose(torch.softmax(got, dim=-1).numpy(), (pa + pb) / 2, atol=1e-5)
+    assert teacher.parameters == count_parameters(a) + count_parameters(b)
+    assert "ensemble of 2" in teacher.description and "a.pt" in teacher.description and "b.pt" in teacher.description
+
+    one = tmp_path / "one"
+    one.mkdir()
+    _checkpoint(one / "a.pt", TEACHER, seed=1)
+    single = load_teacher(one, "checkpoint", STUDENT, N_FEATURES, WINDOW)
+    torch.testing.assert_close(single(torch.from_numpy(STUDENT.apply(RAW))),
+                               a(torch.from_numpy(TEACHER.apply(RAW))).detach(), atol=1e-4, rtol=1e-4)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TeacherError, match=r"train\.distill\.teacher.*holds no \.pt checkpoint"):
+        load_teacher(empty, "checkpoint", STUDENT, N_FEATURES, WINDOW)
+    _checkpoint(ens / "c12.pt", None, n_features=12)
+    with pytest.raises(TeacherError, match="c12.pt"):  # a member that does not fit names itself
+        load_teacher(ens, "checkpoint", STUDENT, N_FEATURES, WINDOW)
 
 
 def test_checkpoint_without_cmvn_assumes_the_students(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

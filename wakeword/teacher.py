@@ -9,6 +9,10 @@ phrase), in eval mode under ``torch.no_grad``. Two kinds:
   teacher's applied: ``x_t = (x_s * (std_s + EPS) + mean_s - mean_t) / (std_t + EPS)``, folded into one
   per-bin affine map. A checkpoint without ``cmvn`` (written before it was stored) is assumed to share the
   student's statistics, with a warning.
+- ``checkpoint`` with a directory: an ensemble of every ``*.pt`` checkpoint directly in it (e.g. the same
+  model trained with several seeds), each re-normalised as above. Its logits are the log of the members'
+  mean class probabilities, ``log(mean_m softmax(z_m))``, so that the student learns the ensemble's
+  averaged belief; one directory with one checkpoint is that checkpoint alone.
 - ``transformers``: a local directory written by ``save_pretrained`` of a Hugging Face audio-classification
   model on log-mel frames. Supported: ``ASTForAudioClassification`` (model_type
   ``audio-spectrogram-transformer``), whose ``input_values`` are ``(B, max_length, num_mel_bins)``
@@ -118,7 +122,31 @@ def load_teacher(path: Path, kind: str, student_cmvn: CMVN, n_features: int, win
     raise TeacherError(f"train.distill.kind: unknown teacher kind {kind!r} (checkpoint | transformers)")
 
 
+class _Ensemble(nn.Module):
+    """Members' mean class probabilities, as log-probabilities (valid logits: their softmax is the mean)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x).float(), dim=-1) for m in self.members]).mean(dim=0)
+        return probs.clamp_min(1e-12).log()
+
+
 def _load_checkpoint_teacher(path: Path, student_cmvn: CMVN, n_features: int, window_frames: int) -> Teacher:
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.pt") if p.is_file())
+        if not files:
+            raise TeacherError(f"{PARAM}: directory {path} holds no .pt checkpoint; kind checkpoint needs a .pt "
+                               f"checkpoint of this pipeline, or a directory of them (an ensemble)")
+        members = [_load_checkpoint_teacher(f, student_cmvn, n_features, window_frames) for f in files]
+        if len(members) == 1:
+            return members[0]
+        description = f"ensemble of {len(members)} checkpoints in {path}: " + "; ".join(
+            m.description for m in members)
+        return Teacher(_Ensemble([m.module for m in members]), lambda m, x: m(x), description, n_features,
+                       window_frames)
     if not path.is_file():
         raise TeacherError(f"{PARAM}: {path} is not a file; kind checkpoint needs a .pt checkpoint of this pipeline")
     try:
