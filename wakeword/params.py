@@ -390,8 +390,7 @@ class TripletParams(_Section):
 class DistillParams(_Section):
     """Knowledge distillation from a teacher: loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * loss."""
 
-    teacher: str = ""  # "" = off; a path inside the repo: a checkpoint of this pipeline, a directory of them
-    # (kind checkpoint: an ensemble of their mean probabilities) or a transformers model dir
+    teacher: str = ""  # "" = off; a path inside the repo: a checkpoint of this pipeline or a transformers model dir
     kind: Literal["checkpoint", "transformers"] = "checkpoint"
     temperature: float = Field(2.0, gt=0.0, le=100.0)
     alpha: float = Field(0.5, ge=0.0, le=1.0)
