@@ -8,6 +8,8 @@
     wakeword plots-template [PATH]     an HTML template with which `dvc plots show` renders offline
     wakeword tune [--study S] [--trials N]   Optuna search over DVC experiments (space in tune.yaml), resumable
     wakeword lr-find [--out DIR]       LR range test on the training windows: suggested peak lr, curve JSON + PNG
+    wakeword compare CKPT... [--ensemble]   recall at 0.5 / 1 / 2 FA/h on the held-out split (with and without
+                                            its stream's confusables) of checkpoints and their ensemble
     wakeword report --diff REV [--out F]   markdown for a pull request: metrics, params and plot files that
                                            changed since REV (headline metrics first)
 
@@ -313,8 +315,56 @@ def tune(space_path: Path, study: str, trials: int, metric: str | None, directio
     click.echo(t.summary(found, cfg.space, objective))
 
 
-if __name__ == "__main__":
-    main()
+@main.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--features-dir", default="data/features", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Feature store of the featurize stage.")
+@click.option("--split", default="heldout", show_default=True, help="Split whose clips and stream are scored.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Parameters file (detector, calibrate).")
+@click.option("--ensemble", is_flag=True, help="Also score the mean probability of all CHECKPOINTS.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a markdown table.")
+def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, params_path: Path, ensemble: bool,
+            as_json: bool) -> None:
+    """Recall at 0.5 / 1 / 2 FA/h on one split, with and without its stream's confusable phrases, and the clip
+    EER of each of CHECKPOINTS (.pt files of the train or finetune stage, e.g. models/base.pt models/model.pt,
+    or another seed's), each through its own CMVN, with the streaming detector of the parameters; --ensemble
+    adds their mean-probability ensemble. Raw probabilities (no calibration temperature)."""
+    import json
+
+    from wakeword.calibration import threshold_grid
+    from wakeword.compare import (
+        FAH_POINTS,
+        CompareError,
+        checkpoint_logit_fn,
+        compare_models,
+        ensemble_logit_fn,
+        markdown_table,
+    )
+    from wakeword.featureset import FeatureSetError, read_index
+    from wakeword.params import ParamsError, load_params
+
+    try:
+        p = load_params(params_path)
+        index = read_index(features_dir)
+        fns = [checkpoint_logit_fn(c, int(index["n_features"]), int(index["window_frames"])) for c in checkpoints]
+        models = [(str(c), f) for c, f in zip(checkpoints, fns)]
+        if ensemble:
+            models.append((f"ensemble of {len(fns)}", ensemble_logit_fn(fns)))
+        rows = compare_models(models, features_dir, split, p.detector, p.audio.step_ms,
+                              threshold_grid(p.calibrate.threshold_step), p.calibrate.max_stream_on_fraction)
+    except (ParamsError, FeatureSetError, CompareError, ValueError) as exc:  # ValueError: a bad segment table
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+
+        def key(d: dict[float, float | None] | None) -> dict[str, float | None] | None:
+            return None if d is None else {f"{t:g}": v for t, v in d.items()}
+
+        click.echo(json.dumps([{"model": r.name, "split": split, "recall_at_fah": key(r.recall),
+                                "recall_at_fah_without_confusables": key(r.recall_without_confusables),
+                                "eer": r.eer} for r in rows], indent=1))
+    else:
+        click.echo(markdown_table(rows, split, FAH_POINTS))
 
 
 @main.command("lr-find")
@@ -398,3 +448,7 @@ def lr_find(params_path: Path, features_dir: Path, cmvn_path: Path, out_dir: Pat
         click.echo(f"lr {r['lr']:.3g}\tloss {r['loss']:.4f}\tsmoothed {r['smoothed_loss']:.4f}")
     click.echo(f"suggested peak lr: {res.suggestion:.3g} (steepest descent of the smoothed loss; "
                f"{len(rows)} steps); curve in {out_dir / 'lr_finder.json'} and {out_dir / 'lr_finder.png'}")
+
+
+if __name__ == "__main__":
+    main()

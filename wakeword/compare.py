@@ -1,0 +1,128 @@
+"""Compare trained checkpoints on one split of a feature store: recall at fixed false-alarm rates, with and
+without the stream's confusable phrases, for each checkpoint and optionally their ensemble.
+
+This answers the questions a seed or checkpoint comparison asks (``wakeword compare``): is the best-epoch
+checkpoint better than the fine-tuned one on the held-out engine, is one seed's model better than another's on
+the same audio, would averaging models help? Every checkpoint is scored through its own CMVN (stored in it
+by the train and finetune stages), so models trained on other data (another seed) can be compared on one
+split. The ensemble is the members' mean class probability, as ``train.distill`` teachers are averaged.
+
+Scores are raw probabilities (temperature 1): recall at a FAH is the best recall over a threshold grid, so
+it does not need the calibration stage's temperature for a single model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wakeword.checkpoint import CheckpointError, load_checkpoint
+from wakeword.cmvn import CMVN
+from wakeword.evaluation import curve_without_kind, load_stream_segments, operating_curve, score_set
+from wakeword.featureset import load_split, load_stream, read_index
+from wakeword.metrics import eer, recall_at_fah
+from wakeword.params import DetectorParams
+from wakeword.scoring import LogitFn
+
+FAH_POINTS = (0.5, 1.0, 2.0)
+
+
+class CompareError(ValueError):
+    """A checkpoint cannot be compared (unreadable, no CMVN, other window or features)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model's figures on the split: recall at each FAH point (None where no threshold of the grid meets
+    it), the same with the stream's confusable segments left out (None without a segment table that has
+    some), and the clip-level EER."""
+
+    name: str
+    recall: dict[float, float | None]
+    recall_without_confusables: dict[float, float | None] | None
+    eer: float
+
+
+def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int) -> LogitFn:
+    """Raw features -> logits of the checkpoint at ``path``, through the CMVN it stores."""
+    from wakeword.train import torch_logit_fn
+
+    try:
+        model, meta = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CompareError(str(exc)) from None
+    shape = (int(meta["window_frames"]), int(meta["n_features"]))
+    if shape != (window_frames, n_features):
+        raise CompareError(f"{path}: takes windows of (frames, features) = {shape}, the feature store has "
+                           f"{(window_frames, n_features)}")
+    c = meta.get("cmvn")
+    if not isinstance(c, dict) or "mean" not in c or "std" not in c:
+        raise CompareError(f"{path}: stores no CMVN (a checkpoint from before CMVN was saved in checkpoints); "
+                           f"retrain it")
+    mean, std = np.asarray(c["mean"], dtype=np.float32), np.asarray(c["std"], dtype=np.float32)
+    if mean.shape != (n_features,) or std.shape != (n_features,):
+        raise CompareError(f"{path}: CMVN of {mean.shape[0]} bins, the features have {n_features}")
+    return torch_logit_fn(model, CMVN(mean, std, str(c.get("feature_type", "")), int(c.get("num_frames_used", 0))))
+
+
+def ensemble_logit_fn(members: list[LogitFn]) -> LogitFn:
+    """Log of the members' mean softmax probabilities: valid logits whose softmax is the mean."""
+    if not members:
+        raise CompareError("an ensemble needs at least one member")
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        probs = []
+        for member in members:
+            z = member(x).astype(np.float64)
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            probs.append(z / z.sum(axis=1, keepdims=True))
+        return np.log(np.maximum(np.mean(probs, axis=0), 1e-12)).astype(np.float32)
+
+    return fn
+
+
+def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split: str, det: DetectorParams,
+                   step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
+                   fah_points: tuple[float, ...] = FAH_POINTS) -> list[Comparison]:
+    """Score every model on ``split``'s clips and stream (loaded once) and read its figures off the operating
+    curve through the streaming detector, as the evaluate stage does."""
+    index = read_index(features_dir)
+    window, step = int(index["window_frames"]), int(index["step_frames"])
+    clips = load_split(features_dir, split)
+    stream, hours = load_stream(features_dir, split)
+    segments = load_stream_segments(features_dir, split, int(stream.shape[0]))
+    hop_s = float(segments["hop_s"]) if segments is not None else 0.01
+
+    def at(c: dict[str, np.ndarray]) -> dict[float, float | None]:
+        res: dict[float, float | None] = {}
+        for target in fah_points:
+            recall, thr = recall_at_fah(c, target)
+            res[target] = recall if thr is not None else None
+        return res
+
+    out = []
+    for name, fn in models:
+        scored = score_set(fn, clips, stream, hours, window, step, hop_s=hop_s, stream_segments=segments)
+        curve = operating_curve(scored, 1.0, thresholds, det, step_ms, max_on_fraction)
+        without = curve_without_kind(curve, scored, 1.0, det, step_ms)
+        clip_scores = scored.clip_probs(1.0).max(axis=1)
+        out.append(Comparison(name, at(curve), at(without) if without is not None else None,
+                              float(eer(scored.label, clip_scores)[0])))
+    return out
+
+
+def markdown_table(rows: list[Comparison], split: str, fah_points: tuple[float, ...] = FAH_POINTS) -> str:
+    pts = " / ".join(f"{p:g}" for p in fah_points)
+    lines = [f"| model | {split}: recall at {pts} FA/h | without the stream's confusables | clip EER |",
+             "|---|---|---|---|"]
+
+    def fmt(d: dict[float, float | None] | None) -> str:
+        if d is None:
+            return "-"
+        return " / ".join("-" if d[p] is None else f"{d[p]:.2f}" for p in fah_points)
+
+    for r in rows:
+        lines.append(f"| {r.name} | {fmt(r.recall)} | {fmt(r.recall_without_confusables)} | {r.eer:.3f} |")
+    return "\n".join(lines)
