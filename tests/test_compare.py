@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from wakeword.checkpoint import save_checkpoint
 from wakeword.cli import main
-from wakeword.cmvn import CMVN
+from wakeword.cmvn import CMVN, save_cmvn
 from wakeword.compare import CompareError, checkpoint_logit_fn, compare_models, ensemble_logit_fn
 from wakeword.featureset import KIND_CODES
 from wakeword.models import build_model
@@ -129,10 +129,13 @@ def test_unusable_checkpoints_are_named(tmp_path: Path) -> None:
     _checkpoint(tmp_path / "nocmvn.pt", None)
     _checkpoint(tmp_path / "long.pt", OWN, window=20)
     (tmp_path / "junk.pt").write_bytes(b"not torch")
-    for name, match in (("nocmvn.pt", "stores no CMVN"), ("long.pt", r"\(20, 2\)"), ("junk.pt", "not a usable")):
+    _checkpoint(tmp_path / "micro.pt", CMVN(OWN.mean, OWN.std, "micro", 100))
+    for name, match in (("nocmvn.pt", "stores no CMVN"), ("long.pt", r"\(20, 2\)"), ("junk.pt", "not a usable"),
+                        ("micro.pt", "trained on micro features, the feature store holds log_mel")):
         with pytest.raises(CompareError, match=match) as err:
-            checkpoint_logit_fn(tmp_path / name, N_FEATURES, WINDOW)
+            checkpoint_logit_fn(tmp_path / name, N_FEATURES, WINDOW, "log_mel")
         assert name in str(err.value)
+    checkpoint_logit_fn(tmp_path / "micro.pt", N_FEATURES, WINDOW)  # no store type given: not checked
 
 
 def test_cli_table_json_and_errors(tmp_path: Path) -> None:
@@ -140,8 +143,9 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     _checkpoint(tmp_path / "a.pt", OWN, seed=1)
     _checkpoint(tmp_path / "b.pt", OWN, seed=2)
     params = Path(__file__).resolve().parents[1] / "params.yaml"
+    save_cmvn(tmp_path / "cmvn.json", OWN)
     args = ["compare", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--features-dir", str(store),
-            "--params", str(params)]
+            "--params", str(params), "--cmvn", str(tmp_path / "cmvn.json")]
     res = CliRunner().invoke(main, [*args, "--ensemble"])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
@@ -152,12 +156,12 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     rows = json.loads(res.output)
     assert [r["model"] for r in rows] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
     assert set(rows[0]["recall_at_fah"]) == {"0.5", "1", "2"} and rows[0]["recall_at_fah_without_confusables"]
-    res = CliRunner().invoke(main, ["compare", str(tmp_path / "missing.pt"), "--features-dir", str(store),
-                                    "--params", str(params)])
+    res = CliRunner().invoke(main, ["compare", str(tmp_path / "missing.pt"), *args[3:]])
     assert res.exit_code == 1 and "missing.pt" in res.output
-    res = CliRunner().invoke(main, [*args[:3], "--features-dir", str(store), "--params", str(params),
-                                    "--split", "val"])
+    res = CliRunner().invoke(main, [*args, "--split", "val"])
     assert res.exit_code == 1 and "no split 'val'" in res.output
+    res = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "nothere.json")])
+    assert res.exit_code == 1 and "nothere.json" in res.output
 
 
 def test_python_dash_m_knows_every_command() -> None:

@@ -320,12 +320,15 @@ def tune(space_path: Path, study: str, trials: int, metric: str | None, directio
 @click.option("--features-dir", default="data/features", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Feature store of the featurize stage.")
 @click.option("--split", default="heldout", show_default=True, help="Split whose clips and stream are scored.")
+@click.option("--cmvn", "cmvn_path", default="models/cmvn.json", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The feature store's CMVN, read for its feature type only (each checkpoint uses its own CMVN).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Parameters file (detector, calibrate).")
 @click.option("--ensemble", is_flag=True, help="Also score the mean probability of all CHECKPOINTS.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a markdown table.")
-def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, params_path: Path, ensemble: bool,
-            as_json: bool) -> None:
+def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_path: Path, params_path: Path,
+            ensemble: bool, as_json: bool) -> None:
     """Recall at 0.5 / 1 / 2 FA/h on one split, with and without its stream's confusable phrases, and the clip
     EER of each of CHECKPOINTS (.pt files of the train or finetune stage, e.g. models/base.pt models/model.pt,
     or another seed's), each through its own CMVN, with the streaming detector of the parameters; --ensemble
@@ -333,6 +336,7 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, param
     import json
 
     from wakeword.calibration import threshold_grid
+    from wakeword.cmvn import CMVNError, load_cmvn
     from wakeword.compare import (
         FAH_POINTS,
         CompareError,
@@ -347,13 +351,15 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, param
     try:
         p = load_params(params_path)
         index = read_index(features_dir)
-        fns = [checkpoint_logit_fn(c, int(index["n_features"]), int(index["window_frames"])) for c in checkpoints]
+        ftype = load_cmvn(cmvn_path).feature_type
+        fns = [checkpoint_logit_fn(c, int(index["n_features"]), int(index["window_frames"]), ftype)
+               for c in checkpoints]
         models = [(str(c), f) for c, f in zip(checkpoints, fns)]
         if ensemble:
             models.append((f"ensemble of {len(fns)}", ensemble_logit_fn(fns)))
         rows = compare_models(models, features_dir, split, p.detector, p.audio.step_ms,
                               threshold_grid(p.calibrate.threshold_step), p.calibrate.max_stream_on_fraction)
-    except (ParamsError, FeatureSetError, CompareError, ValueError) as exc:  # ValueError: a bad segment table
+    except (ParamsError, FeatureSetError, CMVNError, CompareError, ValueError) as exc:  # ValueError: a bad segment table
         raise click.ClickException(str(exc)) from None
     if as_json:
 

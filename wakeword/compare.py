@@ -45,8 +45,11 @@ class Comparison:
     eer: float
 
 
-def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int) -> LogitFn:
-    """Raw features -> logits of the checkpoint at ``path``, through the CMVN it stores."""
+def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int, feature_type: str | None = None
+                        ) -> LogitFn:
+    """Raw features -> logits of the checkpoint at ``path``, through the CMVN it stores. ``feature_type``
+    (the store's, from its CMVN file): a checkpoint trained on another feature type is an error, since
+    log_mel and micro features both have 40 bins and would be scored without complaint."""
     from wakeword.train import torch_logit_fn
 
     try:
@@ -61,6 +64,9 @@ def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int) -> Logi
     if not isinstance(c, dict) or "mean" not in c or "std" not in c:
         raise CompareError(f"{path}: stores no CMVN (a checkpoint from before CMVN was saved in checkpoints); "
                            f"retrain it")
+    own_type = c.get("feature_type")
+    if feature_type is not None and own_type is not None and own_type != feature_type:
+        raise CompareError(f"{path}: trained on {own_type} features, the feature store holds {feature_type}")
     mean, std = np.asarray(c["mean"], dtype=np.float32), np.asarray(c["std"], dtype=np.float32)
     if mean.shape != (n_features,) or std.shape != (n_features,):
         raise CompareError(f"{path}: CMVN of {mean.shape[0]} bins, the features have {n_features}")
