@@ -15,7 +15,13 @@ from click.testing import CliRunner
 from wakeword.checkpoint import save_checkpoint
 from wakeword.cli import main
 from wakeword.cmvn import CMVN, save_cmvn
-from wakeword.compare import CompareError, checkpoint_logit_fn, compare_models, ensemble_logit_fn
+from wakeword.compare import (
+    CompareError,
+    Comparison,
+    checkpoint_logit_fn,
+    compare_models,
+    mean_probability_logits,
+)
 from wakeword.featureset import KIND_CODES
 from wakeword.models import build_model
 from wakeword.params import DetectorParams, ModelParams
@@ -80,6 +86,23 @@ def test_recall_at_fah_with_and_without_confusables_by_hand(tmp_path: Path) -> N
     assert row.eer == 0.0  # every positive clip outscores both negatives
 
 
+def test_ensemble_row_reuses_the_members_scores(tmp_path: Path) -> None:
+    store = _store(tmp_path / "features")
+    calls = []
+
+    def counted(w: np.ndarray) -> np.ndarray:
+        calls.append(w.shape[0])
+        return _max_logit(w)
+
+    rows = compare_models([("a", counted), ("b", _max_logit)], store, "heldout", DET, 50, GRID, 1.0,
+                          ensemble="both")
+    assert [r.name for r in rows] == ["a", "b", "both"]
+    assert rows[2] == Comparison("both", rows[0].recall, rows[0].recall_without_confusables, rows[0].eer)
+    n_calls = len(calls)
+    compare_models([("a", counted)], store, "heldout", DET, 50, GRID, 1.0)
+    assert len(calls) == 2 * n_calls  # the ensemble row did not run member "a" a second time
+
+
 def test_a_target_no_threshold_meets_is_none(tmp_path: Path) -> None:
     store = _store(tmp_path / "features")
     (row,) = compare_models([("max", _max_logit)], store, "heldout", DET, 50, np.array([0.5]), 1.0)
@@ -90,13 +113,13 @@ def test_a_target_no_threshold_meets_is_none(tmp_path: Path) -> None:
 def test_ensemble_is_the_log_of_mean_probabilities() -> None:
     a = lambda w: np.array([[0.0, 2.0], [1.0, -1.0]], np.float32)
     b = lambda w: np.array([[0.0, -1.0], [3.0, 0.0]], np.float32)
-    got = np.exp(ensemble_logit_fn([a, b])(np.zeros((2, 1, 1))))
+    got = np.exp(mean_probability_logits([a(None), b(None)]))
     sig = lambda z: 1.0 / (1.0 + math.exp(-z))
     want_wake = [(sig(2.0) + sig(-1.0)) / 2, (sig(-2.0) + sig(-3.0)) / 2]
     np.testing.assert_allclose(got[:, 1], want_wake, rtol=1e-6)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
     with pytest.raises(CompareError, match="at least one"):
-        ensemble_logit_fn([])
+        mean_probability_logits([])
 
 
 def _checkpoint(path: Path, cmvn: CMVN | None, window: int = WINDOW, seed: int = 0) -> torch.nn.Module:

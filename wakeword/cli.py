@@ -342,7 +342,6 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_
         CompareError,
         checkpoint_logit_fn,
         compare_models,
-        ensemble_logit_fn,
         markdown_table,
     )
     from wakeword.featureset import FeatureSetError, read_index
@@ -355,10 +354,9 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_
         fns = [checkpoint_logit_fn(c, int(index["n_features"]), int(index["window_frames"]), ftype)
                for c in checkpoints]
         models = [(str(c), f) for c, f in zip(checkpoints, fns)]
-        if ensemble:
-            models.append((f"ensemble of {len(fns)}", ensemble_logit_fn(fns)))
         rows = compare_models(models, features_dir, split, p.detector, p.audio.step_ms,
-                              threshold_grid(p.calibrate.threshold_step), p.calibrate.max_stream_on_fraction)
+                              threshold_grid(p.calibrate.threshold_step), p.calibrate.max_stream_on_fraction,
+                              ensemble=f"ensemble of {len(fns)}" if ensemble else None)
     except (ParamsError, FeatureSetError, CMVNError, CompareError, ValueError) as exc:  # ValueError: a bad segment table
         raise click.ClickException(str(exc)) from None
     if as_json:

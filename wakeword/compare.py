@@ -13,7 +13,7 @@ it does not need the calibration stage's temperature for a single model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,27 +73,25 @@ def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int, feature
     return torch_logit_fn(model, CMVN(mean, std, str(c.get("feature_type", "")), int(c.get("num_frames_used", 0))))
 
 
-def ensemble_logit_fn(members: list[LogitFn]) -> LogitFn:
-    """Log of the members' mean softmax probabilities: valid logits whose softmax is the mean."""
+def mean_probability_logits(members: list[np.ndarray]) -> np.ndarray:
+    """Log of the members' mean softmax probabilities (over the last axis): valid logits whose softmax is the
+    mean."""
     if not members:
         raise CompareError("an ensemble needs at least one member")
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        probs = []
-        for member in members:
-            z = member(x).astype(np.float64)
-            z = np.exp(z - z.max(axis=1, keepdims=True))
-            probs.append(z / z.sum(axis=1, keepdims=True))
-        return np.log(np.maximum(np.mean(probs, axis=0), 1e-12)).astype(np.float32)
-
-    return fn
+    probs = []
+    for logits in members:
+        z = np.asarray(logits, dtype=np.float64)
+        z = np.exp(z - z.max(axis=-1, keepdims=True))
+        probs.append(z / z.sum(axis=-1, keepdims=True))
+    return np.log(np.maximum(np.mean(probs, axis=0), 1e-12)).astype(np.float32)
 
 
 def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split: str, det: DetectorParams,
                    step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
-                   fah_points: tuple[float, ...] = FAH_POINTS) -> list[Comparison]:
+                   fah_points: tuple[float, ...] = FAH_POINTS, ensemble: str | None = None) -> list[Comparison]:
     """Score every model on ``split``'s clips and stream (loaded once) and read its figures off the operating
-    curve through the streaming detector, as the evaluate stage does."""
+    curve through the streaming detector, as the evaluate stage does. ``ensemble``: also a row of that name
+    for the models' mean probability, from the logits already scored (no model runs twice)."""
     index = read_index(features_dir)
     window, step = int(index["window_frames"]), int(index["step_frames"])
     clips = load_split(features_dir, split)
@@ -108,9 +106,15 @@ def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split:
             res[target] = recall if thr is not None else None
         return res
 
+    scored_sets = [(name, score_set(fn, clips, stream, hours, window, step, hop_s=hop_s, stream_segments=segments))
+                   for name, fn in models]
+    if ensemble is not None:
+        sets = [sc for _, sc in scored_sets]
+        scored_sets.append((ensemble, replace(
+            sets[0], clip_logits=mean_probability_logits([sc.clip_logits for sc in sets]),
+            stream_logits=mean_probability_logits([sc.stream_logits for sc in sets]))))
     out = []
-    for name, fn in models:
-        scored = score_set(fn, clips, stream, hours, window, step, hop_s=hop_s, stream_segments=segments)
+    for name, scored in scored_sets:
         curve = operating_curve(scored, 1.0, thresholds, det, step_ms, max_on_fraction)
         without = curve_without_kind(curve, scored, 1.0, det, step_ms)
         clip_scores = scored.clip_probs(1.0).max(axis=1)
