@@ -43,7 +43,7 @@ def small_inputs(heldout: bool = True) -> dict[str, dict]:
         float_m["heldout"] = _group(recall=0.211, fah=0.0, r05=0.123, r1=0.301, eer=0.17, auc=0.9)
         int8_m["heldout"] = _group(recall=0.222, fah=0.5, r05=0.456, r1=0.402, eer=0.18, auc=0.91)
     data = {"clips_per_engine": {"espeak": 480, "piper": 120, "noise": 20}, "formant_warped_clips": 300,
-            "revoiced_clips": 96, "piper_clips_per_accent": {"en-us": 70, "en-gb-x-rp": 50},
+            "revoiced_clips": 96, "minimal_pair_clips": 64, "piper_clips_per_accent": {"en-us": 70, "en-gb-x-rp": 50},
             "stream_hours": {"val": 2.0, "test": 2.0}}
     if heldout:
         data["heldout"] = {"clips_per_engine": {"pico": 90}, "voices": 2}
@@ -122,7 +122,7 @@ def test_render_puts_each_figure_in_its_row_and_column():
     assert row(card, "test") == ["41", "42", "43", "0", "0.00", "9", "2.00"]
     assert row(card, "held-out engine (pico)")[:3] == ["30", "30", "30"]
     assert "espeak 480, piper 120, noise 20 (noise = synthetic background sounds); 300 clips formant-warped; " \
-           "96 Piper clips revoiced." in card
+           "96 Piper clips revoiced; 64 confusables voiced like a positive (minimal pairs)." in card
     assert "Piper clips per pronunciation accent (`synth.piper_accents`): en-us 70, en-gb-x-rp 50." in card
     assert "pico 90 clips, 2 voices, 1.25 h negative stream): **never trained on**" in card
     # threshold, temperature, detector, compute, training

@@ -324,3 +324,64 @@ def test_piper_accents_reach_manifest_and_report(tmp_path: Path) -> None:
     accents = [e["accent"] for e in piper]
     assert len(piper) == 25 and set(accents) == {"en-us", "en-gb-x-rp"}
     assert report["piper_clips_per_accent"] == {a: accents.count(a) for a in ("en-gb-x-rp", "en-us")}
+
+
+def _plan(params: SynthParams, seed: int = 1234) -> list[dict[str, Any]]:
+    pool = S.build_voice_pool(params, seed)
+    clip_voices = S.split_voice_pool(pool, params.stream_voice_fraction)["clips"]
+    return S.plan_clips(params, seed, clip_voices, S.confusables_for(params.phrase, seed))
+
+
+@pytest.mark.parametrize("share", [0.5, 1.0])
+def test_minimal_pairs_copy_a_positives_voice_and_settings(share: float) -> None:
+    """A paired confusable is voiced exactly like one positive: engine, voice, group and every setting; only the
+    text differs. The share is exact, partners are distinct, and nothing else in the plan moves."""
+    plain = _plan(TINY.model_copy(update={"piper_fraction": 0.5}))
+    paired = _plan(TINY.model_copy(update={"piper_fraction": 0.5, "confusable_pairs": share}))
+    assert not any("pair_of" in t for t in plain)
+    assert [(t["id"], t["kind"], t["text"], t["path"]) for t in plain] == [
+        (t["id"], t["kind"], t["text"], t["path"]) for t in paired]
+    by_id = {t["id"]: t for t in paired}
+    pairs = [t for t in paired if "pair_of" in t]
+    assert len(pairs) == round(share * TINY.n_confusable)  # 10 or 20 of the 20 confusables
+    assert len({t["pair_of"] for t in pairs}) == len(pairs)  # 40 positives: no positive is used twice
+    for t in pairs:
+        pos = by_id[t["pair_of"]]
+        assert t["kind"] == "hard_negative" and pos["kind"] == "positive" and t["text"] != pos["text"]
+        assert (t["engine"], t["voice"], t["group"]) == (pos["engine"], pos["voice"], pos["group"])
+        assert t["settings"] == pos["settings"] and t["settings"] is not pos["settings"]
+    engines = {t["engine"] for t in pairs}
+    assert share < 1 or engines == {"espeak", "piper"}  # the positives' mix of engines carries over
+    for a, b in zip(plain, paired):
+        if "pair_of" not in b:  # every other clip, confusables included, is planned as without pairs
+            assert a == b
+
+
+def test_minimal_pairs_reuse_positives_when_confusables_outnumber_them() -> None:
+    params = TINY.model_copy(update={"n_positive": 20, "n_confusable": 50, "confusable_pairs": 1.0})
+    plan = _plan(params)
+    partners = [t["pair_of"] for t in plan if t["kind"] == "hard_negative"]
+    assert len(partners) == 50 and len(set(partners)) == 20  # every positive gets 2-3 confusable twins
+    assert max(partners.count(p) for p in set(partners)) == 3
+
+
+def test_minimal_pairs_reach_manifest_report_and_audio(tmp_path: Path) -> None:
+    """Rendered: the pair's audio is the positive's voice saying other words (espeak is deterministic, so the
+    confusable is not a copy and differs from its positive), and the manifest and report say which clips pair."""
+    params = TINY.model_copy(update={"n_positive": 20, "n_negative": 20, "n_confusable": 10, "n_heldout_positive": 10,
+                                     "n_heldout_negative": 0, "n_heldout_confusable": 0, "piper_fraction": 0.0,
+                                     "confusable_pairs": 1.0})
+    report = S.synthesize_dataset(params, 7, tmp_path / "d", workers=1)
+    rows = {e["id"]: e for e in _manifest(tmp_path / "d")}
+    pairs = [e for e in rows.values() if "pair_of" in e]
+    assert report["minimal_pair_clips"] == len(pairs) == 10
+    for e in pairs:
+        pos = rows[e["pair_of"]]
+        assert e["kind"] == "hard_negative" and pos["kind"] == "positive"
+        assert (e["voice"], e["group"], e.get("vtlp")) == (pos["voice"], pos["group"], pos.get("vtlp"))
+        a = sf.read(str(tmp_path / "d" / e["path"]))[0]
+        b = sf.read(str(tmp_path / "d" / pos["path"]))[0]
+        assert a.shape != b.shape or not np.allclose(a, b)
+    params_off = params.model_copy(update={"confusable_pairs": 0.0})
+    report_off = S.synthesize_dataset(params_off, 7, tmp_path / "off", workers=1)
+    assert report_off["minimal_pair_clips"] == 0 and not any("pair_of" in e for e in _manifest(tmp_path / "off"))

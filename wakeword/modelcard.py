@@ -301,10 +301,13 @@ def _data_section(inputs: ModelCardInputs, params: Params, heldout_name: str) ->
         if isinstance(engines, Mapping) and engines:
             warped = _num(data.get("formant_warped_clips"))
             revoiced = _num(data.get("revoiced_clips"))
+            pairs = _num(data.get("minimal_pair_clips"))
             accents = data.get("piper_clips_per_accent")
             lines.append(f"- Demo set engines (clips in train/val/test): {_engines(engines)} (noise = synthetic "
                          "background sounds)" + (f"; {_int(warped)} clips formant-warped" if warped else "")
-                         + (f"; {_int(revoiced)} Piper clips revoiced" if revoiced else "") + ".")
+                         + (f"; {_int(revoiced)} Piper clips revoiced" if revoiced else "")
+                         + (f"; {_int(pairs)} confusables voiced like a positive (minimal pairs)" if pairs else "")
+                         + ".")
             if isinstance(accents, Mapping) and len(accents) > 1:
                 lines.append(f"- Piper clips per pronunciation accent (`synth.piper_accents`): {_engines(accents)}.")
         pinned = ", ".join(f"`{p}`" for p in params.split.pin_to_train)

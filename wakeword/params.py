@@ -69,6 +69,7 @@ class SynthParams(_Section):
     n_positive: int = Field(3000, ge=20, le=200000)
     n_negative: int = Field(3000, ge=20, le=200000)
     n_confusable: int = Field(1200, ge=10, le=100000)
+    confusable_pairs: float = Field(0.0, ge=0.0, le=1.0)  # share of confusables voiced exactly like a positive
     n_background: int = Field(200, ge=10, le=20000)
     background_s: float = Field(6.0, ge=2.0, le=60.0)
     piper_fraction: float = Field(0.5, ge=0.0, le=1.0)

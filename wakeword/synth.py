@@ -19,6 +19,7 @@ alarms per hour are measured on unseen voices.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import multiprocessing as mp
@@ -51,6 +52,7 @@ KIND_CODES: dict[str, int] = {"positive": 1, "negative": 2, "hard_negative": 3, 
 HELDOUT_CODES: dict[str, int] = {"positive": 11, "negative": 12, "hard_negative": 13}
 _PLAN_CODE = 100  # rng sub-stream for plan-level choices (as opposed to per-item streams)
 _VOICE_CODE = 6
+_PAIR_CODE = 101  # rng sub-stream for the choice of minimal pairs (confusable clips voiced like a positive)
 ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3, "train": 4}
 
 CLIP_LEVEL_DBFS = -20.0
@@ -291,6 +293,32 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                     # last draw of the item: the other settings do not depend on the accent list
                     task["settings"]["accent"] = params.piper_accents[int(r.integers(len(params.piper_accents)))]
             tasks.append(task)
+    return _with_minimal_pairs(tasks, params, seed)
+
+
+def _with_minimal_pairs(tasks: list[dict[str, Any]], params: SynthParams, seed: int) -> list[dict[str, Any]]:
+    """Re-voice ``round(confusable_pairs * n_confusable)`` confusable clips exactly like a positive clip.
+
+    A paired confusable takes the engine, voice, group and every synthesis setting (rate, pitch, word gap, engine
+    seed, formant warp, revoicing, accent) of one positive, so the two clips differ only in the words: a minimal
+    pair ("hey jarvis" / "hey charvis" in one voice and prosody). Different confusables pair with different
+    positives while there are enough of them. The choice comes from its own rng stream: with 0 the plan is the
+    unpaired one, and the texts and the unpaired clips never depend on the share. The pair shares the positive's
+    voice group, so the split keeps both in one partition.
+    """
+    n_pairs = round(params.confusable_pairs * params.n_confusable)
+    if n_pairs == 0:
+        return tasks
+    positives = [t for t in tasks if t["kind"] == "positive"]
+    confusable_idx = [i for i, t in enumerate(tasks) if t["kind"] == "hard_negative"]
+    rng = _rng(seed, KIND_CODES["hard_negative"], _PAIR_CODE)
+    chosen = sorted(int(k) for k in rng.permutation(len(confusable_idx))[:n_pairs])
+    partners = rng.permutation(len(positives))
+    for k, c in enumerate(chosen):
+        i = confusable_idx[c]
+        pos = positives[int(partners[k % len(partners)])]
+        tasks[i] = {**tasks[i], "engine": pos["engine"], "voice": pos["voice"], "group": pos["group"],
+                    "settings": copy.deepcopy(pos["settings"]), "pair_of": pos["id"]}
     return tasks
 
 
@@ -654,6 +682,8 @@ def _manifest_entry(task: dict[str, Any], n_samples: int) -> dict[str, Any]:
         entry["revoice"] = dict(task["settings"]["revoice"])
     if "accent" in task.get("settings", {}):
         entry["accent"] = task["settings"]["accent"]
+    if "pair_of" in task:
+        entry["pair_of"] = task["pair_of"]
     return entry
 
 
@@ -682,6 +712,7 @@ def _report(entries: list[dict[str, Any]], streams: dict[str, dict[str, Any]], n
         "confusable_phrases": n_confusables,
         "formant_warped_clips": sum(1 for e in clips if "vtlp" in e),
         "revoiced_clips": sum(1 for e in clips if "revoice" in e),
+        "minimal_pair_clips": sum(1 for e in clips if "pair_of" in e),
         "piper_clips_per_accent": dict(sorted(Counter(e["accent"] for e in clips if "accent" in e).items())),
         "heldout": {
             "clips_per_engine": dict(sorted(Counter(e["engine"] for e in held).items())),
