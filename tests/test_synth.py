@@ -365,7 +365,7 @@ def test_minimal_pairs_reuse_positives_when_confusables_outnumber_them() -> None
     assert max(partners.count(p) for p in set(partners)) == 3
 
 
-def test_minimal_pairs_reach_manifest_report_and_audio(tmp_path: Path) -> None:
+def test_minimal_pairs_reach_manifest_report_and_audio(tmp_path: Path, runs: dict[str, Any]) -> None:
     """Rendered: the pair's audio is the positive's voice saying other words (espeak is deterministic, so the
     confusable is not a copy and differs from its positive), and the manifest and report say which clips pair."""
     params = TINY.model_copy(update={"n_positive": 20, "n_negative": 20, "n_confusable": 10, "n_heldout_positive": 10,
@@ -382,6 +382,6 @@ def test_minimal_pairs_reach_manifest_report_and_audio(tmp_path: Path) -> None:
         a = sf.read(str(tmp_path / "d" / e["path"]))[0]
         b = sf.read(str(tmp_path / "d" / pos["path"]))[0]
         assert a.shape != b.shape or not np.allclose(a, b)
-    params_off = params.model_copy(update={"confusable_pairs": 0.0})
-    report_off = S.synthesize_dataset(params_off, 7, tmp_path / "off", workers=1)
-    assert report_off["minimal_pair_clips"] == 0 and not any("pair_of" in e for e in _manifest(tmp_path / "off"))
+    # without pairs (the module's data set, confusable_pairs 0): no clip names a partner
+    assert TINY.confusable_pairs == 0.0
+    assert runs["report"]["minimal_pair_clips"] == 0 and not any("pair_of" in e for e in _manifest(runs["a"]))
