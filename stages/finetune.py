@@ -48,10 +48,12 @@ def _mined(path: Path) -> FeatureSet:
 @click.argument("summary", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the per-epoch state is kept for resuming (none: no resume).")
+@click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/split"),
+              show_default=True, help="Split manifests (the clip texts of train.loss.word_weight).")
 @params_option
 @stage
 def main(features_dir: Path, cmvn_path: Path, base: Path, mined_dir: Path, checkpoint: Path, live_dir: Path,
-         summary: Path, state_dir: Path | None, params_path: Path) -> None:
+         summary: Path, state_dir: Path | None, split_dir: Path, params_path: Path) -> None:
     from dvclive import Live
 
     p = load(params_path)
@@ -60,8 +62,13 @@ def main(features_dir: Path, cmvn_path: Path, base: Path, mined_dir: Path, check
     mined = _mined(mined_dir / "windows.npz")
     model, _ = load_checkpoint(base)
     stream, hours = load_stream(features_dir, "val")
+    word_targets = None
+    if p.train.loss.word_weight > 0:
+        from wakeword.words import training_word_targets
+
+        word_targets = training_word_targets(split_dir, p.synth.phrase, p.audio.clip_s)
     data = TrainData(load_split(features_dir, "train"), load_split(features_dir, "val"), stream, hours, cmvn, index,
-                     extra=mined)
+                     extra=mined, word_targets=word_targets)
     tp = p.train.model_copy(update={
         "epochs": p.mine.epochs, "lr": p.mine.lr, "min_lr": min(p.train.min_lr, p.mine.lr), "warmup_epochs": 0,
         "lr_finder": "none", "early_stopping": 0, "triplet": p.train.triplet.model_copy(update={"epochs": 0}),

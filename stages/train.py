@@ -44,7 +44,7 @@ def _digest(path: Path) -> str:
 @click.option("--own-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/own"),
               show_default=True, help="Own audio from the ingest stage (on_the_fly).")
 @click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/split"),
-              show_default=True, help="Split manifests (on_the_fly).")
+              show_default=True, help="Split manifests (on_the_fly; the clip texts of train.loss.word_weight).")
 @params_option
 @stage
 def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, summary: Path,
@@ -69,8 +69,13 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, 
                                int(index["window_frames"]))
         teacher_id = f"{p.train.distill.kind}:{_digest(tpath)}"
     stream, hours = load_stream(features_dir, "val")
+    word_targets = None
+    if p.train.loss.word_weight > 0:
+        from wakeword.words import training_word_targets
+
+        word_targets = training_word_targets(split_dir, p.synth.phrase, p.audio.clip_s)
     data = TrainData(load_split(features_dir, "train"), load_split(features_dir, "val"), stream, hours, cmvn, index,
-                     epoch_windows)
+                     epoch_windows, word_targets=word_targets)
     setup = TrainSetup(p.model, p.train, p.detector, p.calibrate, p.audio, p.seed, p.augment, p.features)
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 

@@ -12,7 +12,7 @@ import torch
 
 from wakeword.checkpoint import load_checkpoint
 from wakeword.cmvn import CMVN
-from wakeword.featureset import FeatureSet
+from wakeword.featureset import KIND_CODES, FeatureSet
 from wakeword.featurize import (
     OnTheFlyWindows,
     add_simulated_rirs,
@@ -103,10 +103,10 @@ def test_on_the_fly_windows_are_requested_every_epoch(tmp_path: Path) -> None:
     calls: list[int] = []
     rng = np.random.default_rng(9)
 
-    def fresh(epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def fresh(epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         calls.append(epoch)
         y = (np.arange(48) % 2).astype(np.int8)
-        return rng.standard_normal((48, WINDOW, F)).astype(np.float32) + y[:, None, None], y, 1 - y
+        return rng.standard_normal((48, WINDOW, F)).astype(np.float32) + y[:, None, None], y, 1 - y, np.full(48, -1)
 
     fixed = _run(tmp_path / "a", None)[1].history
     fly = _run(tmp_path / "b", None, fresh)[1].history
@@ -141,11 +141,18 @@ def test_on_the_fly_epoch_zero_is_the_featurized_set(split_dir: Path) -> None:
     pools = load_pools(read_manifest(split_dir / "train.jsonl"), roots, 16000)
     add_simulated_rirs(pools, audio, aug, 3)
     wins, kinds = build_train(pools, audio, aug, 3)
-    x0, y0, k0 = windows(0)
+    x0, y0, k0, c0 = windows(0)
     np.testing.assert_array_equal(x0, features_of(wins, fp, "ref"))
     assert y0.tolist() == [int(k == 0) for k in kinds] and k0.tolist() == list(kinds)
-    x1, _, _ = windows(1)
-    x1b, _, _ = windows(1)
+    # every window names its source clip's manifest row (background mixes none), of the window's kind
+    items = read_manifest(split_dir / "train.jsonl")
+    want_kind = {KIND_CODES["positive"]: "positive", KIND_CODES["partial"]: "positive",
+                 KIND_CODES["negative"]: "negative"}
+    for k, c in zip(k0.tolist(), c0.tolist(), strict=True):
+        assert (c == -1) if k == KIND_CODES["background"] else items[c].kind == want_kind[k]
+    assert sorted(set(c0[k0 == KIND_CODES["positive"]].tolist())) == [0, 2, 4]
+    x1, _, _, _ = windows(1)
+    x1b, _, _, _ = windows(1)
     np.testing.assert_array_equal(x1, x1b)  # deterministic per epoch
     assert x1.shape[1:] == x0.shape[1:] and not np.array_equal(x1[:4], x0[:4])
     assert len({epoch_seed(3, e) for e in range(50)}) == 50 and epoch_seed(3, 0) == 3

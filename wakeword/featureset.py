@@ -26,6 +26,13 @@ class FeatureSet:
     kind: np.ndarray  # (N,) int8
     phrase_start_frame: np.ndarray
     phrase_end_frame: np.ndarray
+    #: (N,) int32: the row of each example's source clip in the split's manifest (``<split>.jsonl``); -1 where
+    #: no one clip is the source (background mixes, mined stream windows, stores written before it existed)
+    clip: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.clip is None:
+            self.clip = np.full(self.y.shape[0], -1, dtype=np.int32)
 
 
 def read_index(features_dir: Path) -> dict[str, Any]:
@@ -44,16 +51,18 @@ def load_split(features_dir: Path, split: str) -> FeatureSet:
     except (KeyError, TypeError):
         raise FeatureSetError(f"{features_dir / 'index.json'}: no split '{split}'") from None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "y", "kind", "phrase_start_frame", "phrase_end_frame")}
+    clips: list[np.ndarray] = []
     for shard in shards:
         try:
             with np.load(features_dir / shard, allow_pickle=False) as z:
                 for k, chunks in parts.items():
                     chunks.append(z[k])
+                clips.append(z["clip"] if "clip" in z.files else np.full(z["y"].shape[0], -1, dtype=np.int32))
         except (OSError, KeyError, ValueError) as exc:
             raise FeatureSetError(f"{features_dir / shard}: unreadable feature shard ({exc})") from None
     if not parts["x"]:
         raise FeatureSetError(f"{features_dir / 'index.json'}: split '{split}' has no shards")
-    return FeatureSet(**{k: np.concatenate(v) for k, v in parts.items()})
+    return FeatureSet(**{k: np.concatenate(v) for k, v in parts.items()}, clip=np.concatenate(clips))
 
 
 def load_stream(features_dir: Path, split: str) -> tuple[np.ndarray, float]:

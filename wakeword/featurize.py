@@ -10,6 +10,9 @@
   frame span is kept so calibration can label windows.
 * streams: features of the long negative recordings, computed block by block.
 
+Every window and clip keeps the row of its source clip in the split's manifest (``clip``; -1 for background
+mixes), so training and evaluation can look up what was said and by which voice.
+
 Everything is deterministic: each example has its own RNG seeded from (seed, split, kind, index, variant).
 """
 
@@ -57,6 +60,13 @@ class Pools:
     hard_negative: list[np.ndarray]
     background: list[np.ndarray]
     rir: list[np.ndarray] = field(default_factory=list)
+    #: per kind, the manifest row of each loaded clip (pools built by hand may leave it empty: rows -1)
+    rows: dict[str, list[int]] = field(default_factory=dict)
+
+    def row(self, kind: str, i: int) -> int:
+        """The manifest row of clip ``i`` of ``kind``, -1 when unknown."""
+        rows = self.rows.get(kind)
+        return rows[i] if rows is not None and i < len(rows) else -1
 
 
 Roots = dict[str, Path]
@@ -72,14 +82,17 @@ def item_root(roots: Roots, item: Item) -> Path:
 
 def load_pools(items: list[Item], roots: Roots, sample_rate_hz: int) -> Pools:
     pools: dict[str, list[np.ndarray]] = {k: [] for k in ("positive", "negative", "hard_negative", "background", "rir")}
-    for item in tqdm([i for i in items if i.kind in pools], desc="load audio", unit="clip", leave=False):
+    rows: dict[str, list[int]] = {k: [] for k in pools}
+    wanted = [(r, i) for r, i in enumerate(items) if i.kind in pools]
+    for row, item in tqdm(wanted, desc="load audio", unit="clip", leave=False):
         try:
             audio = read_audio(resolve(item_root(roots, item), item), sample_rate_hz)
         except AudioError as exc:
             log.warning("skipping %s", exc)
             continue
         pools[item.kind].append(audio)
-    return Pools(**pools)
+        rows[item.kind].append(row)
+    return Pools(**pools, rows=rows)
 
 
 def _db_to_gain(db: float) -> float:
@@ -195,7 +208,8 @@ class OnTheFlyWindows:
     """``augment.mode: on_the_fly``: fresh training windows every epoch, rendered with the same code and
     params as the featurize stage (so epoch 0 equals the featurized training set) from a different seed per
     epoch (:func:`epoch_seed`): every epoch sees new placements, levels, noise, stretch, pitch and rooms.
-    The training audio is loaded once; each call renders and featurizes one epoch, ``(x, y, kind)``."""
+    The training audio is loaded once; each call renders and featurizes one epoch, ``(x, y, kind, clip)``
+    (``clip``: each window's source row in ``train.jsonl``, as in the feature store)."""
 
     def __init__(self, roots: Roots, split_dir: Path, audio: AudioParams, fp: FeatureParams, aug: AugmentParams,
                  seed: int) -> None:
@@ -205,27 +219,34 @@ class OnTheFlyWindows:
         add_simulated_rirs(self.pools, audio, aug, seed)
         self.audio, self.fp, self.aug, self.seed = audio, fp, aug, seed
 
-    def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         rows = iter_train(self.pools, self.audio, self.aug, epoch_seed(self.seed, epoch))
-        xs, kinds = [], []
+        xs, kinds, clips = [], [], []
         while chunk := list(itertools.islice(rows, SHARD_SIZE)):  # audio of one shard in memory at a time
-            xs.append(features_of([w for w, _ in chunk], self.fp, f"epoch {epoch + 1} windows"))
-            kinds += [k for _, k in chunk]
+            xs.append(features_of([w for w, _, _ in chunk], self.fp, f"epoch {epoch + 1} windows"))
+            kinds += [k for _, k, _ in chunk]
+            clips += [c for _, _, c in chunk]
         kind = np.asarray(kinds, dtype=np.int8)
-        return np.concatenate(xs), (kind == KIND_CODES["positive"]).astype(np.int8), kind
+        return (np.concatenate(xs), (kind == KIND_CODES["positive"]).astype(np.int8), kind,
+                np.asarray(clips, dtype=np.int32))
 
 
-def iter_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Training windows with their kind codes (label = kind == positive), one at a time: featurize turns
-    them into features shard by shard, so memory holds one shard of audio, not the whole training set."""
+def iter_train(
+    pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int,
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Training windows with their kind codes (label = kind == positive) and source clip rows
+    (:meth:`Pools.row`; -1 for background mixes), one at a time: featurize turns them into features shard by
+    shard, so memory holds one shard of audio, not the whole training set."""
     length = audio.clip_samples
     for i, utt in enumerate(pools.positive):
+        row = pools.row("positive", i)
         for v in range(aug.train_variants):
-            yield render_window(utt, length, pools, aug, _rng(seed, "train", "positive", i, v))[0], KIND_CODES["positive"]
+            yield (render_window(utt, length, pools, aug, _rng(seed, "train", "positive", i, v))[0],
+                   KIND_CODES["positive"], row)
         rng = _rng(seed, "train", "partial", i)
         if rng.random() < 0.5:
             cut = int(utt.shape[0] * rng.uniform(0.3, 0.6))
-            yield render_window(utt[:cut], length, pools, aug, rng)[0], KIND_CODES["partial"]
+            yield render_window(utt[:cut], length, pools, aug, rng)[0], KIND_CODES["partial"], row
     for kind in ("negative", "hard_negative"):
         for i, utt in enumerate(getattr(pools, kind)):
             for v in range(aug.negative_windows_per_clip):
@@ -235,32 +256,35 @@ def iter_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) 
                     utt_piece = utt[start : start + length]
                 else:
                     utt_piece = utt
-                yield render_window(utt_piece, length, pools, aug, rng)[0], KIND_CODES[kind]
+                yield render_window(utt_piece, length, pools, aug, rng)[0], KIND_CODES[kind], pools.row(kind, i)
     if pools.background:
         for i in range(aug.background_windows):
-            yield _background_window(pools, length, aug, _rng(seed, "train", "background", i)), KIND_CODES["background"]
+            yield (_background_window(pools, length, aug, _rng(seed, "train", "background", i)),
+                   KIND_CODES["background"], -1)
 
 
 def build_train(pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int) -> tuple[list[np.ndarray], list[int]]:
     """All training windows and kind codes as lists (:func:`iter_train`)."""
-    pairs = list(iter_train(pools, audio, aug, seed))
-    return [w for w, _ in pairs], [k for _, k in pairs]
+    rows = list(iter_train(pools, audio, aug, seed))
+    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def iter_eval(
     pools: Pools, audio: AudioParams, aug: AugmentParams, seed: int, split: str,
-) -> Iterator[tuple[np.ndarray, int, tuple[int, int]]]:
-    """Evaluation clips, kind codes and the phrase's sample span ((-1, -1) when absent), one at a time."""
+) -> Iterator[tuple[np.ndarray, int, tuple[int, int], int]]:
+    """Evaluation clips, kind codes, the phrase's sample span ((-1, -1) when absent) and the source clip's
+    manifest row (:meth:`Pools.row`), one at a time."""
     length = audio.eval_clip_samples
     margin = int(0.1 * audio.sample_rate_hz)
     for kind in ("positive", "negative", "hard_negative"):
         for i, utt in enumerate(getattr(pools, kind)):
             x, s, e = render_window(utt, length, pools, aug, _rng(seed, split, kind, i), margin=margin, eval_mode=True)
-            yield x, KIND_CODES[kind], ((s, e) if kind == "positive" else (-1, -1))
+            yield x, KIND_CODES[kind], ((s, e) if kind == "positive" else (-1, -1)), pools.row(kind, i)
     for i, bg in enumerate(pools.background):
         for j in range(max(1, int(bg.shape[0] // length))):
             rng = _rng(seed, split, "background", i, j)
-            yield _background_window(Pools([], [], [], [bg]), length, aug, rng), KIND_CODES["background"], (-1, -1)
+            yield (_background_window(Pools([], [], [], [bg]), length, aug, rng), KIND_CODES["background"], (-1, -1),
+                   pools.row("background", i))
 
 
 def build_eval(
@@ -393,12 +417,12 @@ def featurize(
         if not pools.positive:
             raise FeaturizeError(f"{split_dir / (split + '.jsonl')}: no readable positive clips in split '{split}'")
         (tmp_out / split).mkdir()
-        rows: Iterator[tuple[np.ndarray, int, tuple[int, int]]]
+        rows: Iterator[tuple[np.ndarray, int, tuple[int, int], int]]
         if split == "train":
             n_own = len(pools.rir)
             add_simulated_rirs(pools, audio, aug, seed)
             index["rirs"] = {"own": n_own, "simulated": len(pools.rir) - n_own}
-            rows = ((w, k, (-1, -1)) for w, k in iter_train(pools, audio, aug, seed))
+            rows = ((w, k, (-1, -1), c) for w, k, c in iter_train(pools, audio, aug, seed))
         else:
             rows = iter_eval(pools, audio, aug, seed, split)
         rows = iter(tqdm(rows, desc=f"{split} windows", unit="win", leave=False))
@@ -408,6 +432,7 @@ def featurize(
             x = features_of([r[0] for r in chunk], fp, f"{split} features {len(shards) + 1}")
             k = np.asarray([r[1] for r in chunk], dtype=np.int8)
             sp = np.asarray([r[2] for r in chunk], dtype=np.int64).reshape(-1, 2)
+            clip = np.asarray([r[3] for r in chunk], dtype=np.int32)
             kinds += k.tolist()
             del chunk
             # sample span -> frame span: the phrase is inside frames [start_frame, end_frame]
@@ -416,7 +441,8 @@ def featurize(
             end_f = np.where(sp[:, 1] >= 0, np.maximum(0, -((win - sp[:, 1]) // hop)), -1)  # ceil
             name = f"shard-{len(shards):03d}.npz"
             _save_npz(tmp_out / split / name, x=x.astype(np.float32), y=(k == KIND_CODES["positive"]).astype(np.int8),
-                      kind=k, phrase_start_frame=start_f.astype(np.int32), phrase_end_frame=end_f.astype(np.int32))
+                      kind=k, phrase_start_frame=start_f.astype(np.int32), phrase_end_frame=end_f.astype(np.int32),
+                      clip=clip)
             shards.append(f"{split}/{name}")
         del pools
         counts = {kind: int(sum(1 for c in kinds if c == code)) for kind, code in KIND_CODES.items()}

@@ -1,5 +1,6 @@
 """Training losses (SPEC 5): cross entropy with label smoothing or focal loss, class and hard-negative
-weights, a triplet loss on embeddings, and knowledge distillation from a teacher's logits.
+weights, a triplet loss on embeddings, knowledge distillation from a teacher's logits, and the auxiliary word
+loss (one binary target per word of the phrase, -1 = unknown).
 
 Conventions: logits are ``(B, 2)`` with index 1 = the wake phrase; ``target`` is ``(B,)`` with values 0/1;
 ``kind`` is ``(B,)`` with the window-kind codes of :data:`wakeword.featureset.KIND_CODES`.
@@ -200,3 +201,12 @@ def combine(base_loss: torch.Tensor, kd_loss: torch.Tensor, alpha: float) -> tor
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"train.distill.alpha must lie in [0, 1], got {alpha}")
     return alpha * kd_loss + (1.0 - alpha) * base_loss
+
+
+def word_loss(word_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross entropy of word-head logits ``(B, n_words)`` against targets ``(B, n_words)`` of 0, 1 or
+    -1 (unknown: no loss), averaged over the known entries; 0 (with a gradient path) when none is known."""
+    known = targets >= 0
+    if not bool(known.any()):
+        return word_logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(word_logits[known], targets[known].to(word_logits.dtype))

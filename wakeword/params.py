@@ -360,6 +360,9 @@ class LossParams(_Section):
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
     class_weights: Literal["none", "balanced"] = "none"  # balanced: n / (2 * n_class) from the training labels
     hard_negative_weight: float = Field(3.0, gt=0.0, le=100.0)  # per-window weight of hard_negative windows
+    # weight of the auxiliary word loss: one training-only head per word of synth.phrase on the embedding, binary
+    # cross entropy on "was this word said" from the clip texts (wakeword/words.py); 0 = off
+    word_weight: float = Field(0.0, ge=0.0, le=100.0)
 
 
 class EMAParams(_Section):

@@ -11,6 +11,10 @@ then the lower validation loss.
 Phases: ``train.epochs`` main epochs, then ``train.triplet.epochs`` epochs that add the triplet loss on the
 model's embedding at a constant ``triplet.lr``. Both compete for the best checkpoint.
 
+With ``train.loss.word_weight`` > 0 a training-only linear head on the embedding predicts which words of the
+phrase each window holds (:mod:`wakeword.words`); its loss is added with that weight. The head is not part of
+the model: the checkpoint and every export are the wake-word model alone.
+
 Resume: with a ``state_dir``, the full training state (model, optimizer, EMA, schedule, early-stopping
 counters, RNG states, history, best so far) is written there after every epoch under a fingerprint of
 the inputs (params, features index, CMVN, training code). A run with the same fingerprint continues after
@@ -53,6 +57,7 @@ from wakeword.losses import (
     combine,
     distillation_loss,
     triplet_loss,
+    word_loss,
 )
 from wakeword.lr_finder import LRFinderResult, lr_range_test
 from wakeword.models import build_model, count_macs, count_parameters
@@ -72,8 +77,11 @@ from wakeword.scoring import LogitFn
 log = logging.getLogger(__name__)
 
 EpochLogger = Callable[[int, dict[str, float]], None]
-#: on-the-fly augmentation: (epoch) -> (windows, labels, kinds) of that epoch
-EpochWindows = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+#: on-the-fly augmentation: (epoch) -> (windows, labels, kinds, source clip rows) of that epoch
+EpochWindows = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+#: word targets of windows (:mod:`wakeword.words`): (source clip rows, kind codes) -> (N, n_words) int8 of 0, 1 and
+#: -1 (unknown)
+WordTargets = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: a distillation teacher: student-normalised windows (B, frames, features) -> logits (B, 2)
 TeacherFn = Callable[[torch.Tensor], torch.Tensor]
 #: 2: the state keeps the training wall time so far (``wall_s``), added to on resume
@@ -159,6 +167,9 @@ class TrainData:
     index: dict[str, Any]
     epoch_windows: EpochWindows | None = None
     extra: FeatureSet | None = None
+    #: the training windows' word targets (:func:`wakeword.words.training_word_targets`); needed when
+    #: ``train.loss.word_weight`` > 0
+    word_targets: WordTargets | None = None
 
 
 @dataclass
@@ -225,6 +236,9 @@ def fingerprint(setup: TrainSetup, data: TrainData, init: dict[str, torch.Tensor
         h.update(hashlib.sha256(np.ascontiguousarray(arr).tobytes()).digest())
     if data.extra is not None:
         h.update(hashlib.sha256(np.ascontiguousarray(data.extra.x).tobytes()).digest())
+    if setup.train.loss.word_weight > 0 and data.word_targets is not None:
+        words = data.word_targets(np.asarray(data.train.clip), data.train.kind)
+        h.update(hashlib.sha256(np.ascontiguousarray(words).tobytes()).digest())
     if init is not None:
         for k in sorted(init):
             h.update(k.encode())
@@ -364,17 +378,33 @@ def train_model(
     model.to(device)
     params_in_order = list(model.parameters())  # fixed before QAT renames them: optimizer state stays aligned
 
+    word_head: nn.Linear | None = None
+    if tp.loss.word_weight > 0:
+        if data.word_targets is None:
+            raise TrainError("train.loss.word_weight > 0 needs word targets from the clip texts "
+                             "(TrainData.word_targets)")
+        n_words = int(data.word_targets(np.zeros(0, np.int32), np.zeros(0, np.int8)).shape[1])
+        word_head = nn.Linear(int(model.embed_dim), n_words).to(device)
+        params_in_order += list(word_head.parameters())
+        log.info("auxiliary word loss (weight %g): %d word heads", tp.loss.word_weight, n_words)
+
     train_x, train_y, train_kind = data.train.x, data.train.y, data.train.kind
+    train_clip = np.asarray(data.train.clip)
     if data.extra is not None:
         train_x = np.concatenate([train_x, data.extra.x])
         train_y = np.concatenate([train_y, data.extra.y])
         train_kind = np.concatenate([train_kind, data.extra.kind])
+        train_clip = np.concatenate([train_clip, np.asarray(data.extra.clip)])
 
-    def tensors(xe: np.ndarray, ye: np.ndarray, ke: np.ndarray) -> tuple[torch.Tensor, ...]:
+    def tensors(xe: np.ndarray, ye: np.ndarray, ke: np.ndarray, ce: np.ndarray) -> tuple[torch.Tensor, ...]:
+        words = torch.zeros((ye.shape[0], 0), dtype=torch.int8)
+        if word_head is not None:
+            assert data.word_targets is not None
+            words = torch.from_numpy(data.word_targets(ce, ke))
         return (torch.from_numpy(data.cmvn.apply(xe)), torch.from_numpy(ye.astype(np.int64)),
-                torch.from_numpy(ke.astype(np.int64)))
+                torch.from_numpy(ke.astype(np.int64)), words)
 
-    x, y, kind = tensors(train_x, train_y, train_kind)
+    x, y, kind, words = tensors(train_x, train_y, train_kind, train_clip)
     n = x.shape[0]
     steps_per_epoch = max(1, n // tp.batch_size)
     main_epochs = tp.epochs if epochs is None else epochs
@@ -403,11 +433,17 @@ def train_model(
     eq_gen = torch.Generator().manual_seed(setup.seed + 3)
 
     def batch_loss(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor, kb: torch.Tensor,
-                   triplet: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                   triplet: bool, wb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         xb, yb, kb = xb.to(device), yb.to(device), kb.to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            logits = m(xb)
-            loss = loss_fn(logits.float(), yb, kb)
+            if word_head is not None and wb is not None:  # forward == head(drop(embed)) (the zoo's contract)
+                emb = m.embed(xb)  # type: ignore[operator]
+                logits = m.head(m.drop(emb))  # type: ignore[operator]
+                loss = loss_fn(logits.float(), yb, kb)
+                loss = loss + tp.loss.word_weight * word_loss(word_head(emb).float(), wb.to(device))
+            else:
+                logits = m(xb)
+                loss = loss_fn(logits.float(), yb, kb)
             if teacher is not None:
                 with torch.no_grad():
                     t_logits = teacher(xb.cpu()).to(device).float()
@@ -462,6 +498,8 @@ def train_model(
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if word_head is not None:
+            word_head.load_state_dict(state["word_head"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
@@ -488,11 +526,11 @@ def train_model(
             layers = enable_qat(model, tp.qat.per_channel)
             log.info("epoch %d: quantization-aware training on (%d layers fake-quantized)", epoch + 1, layers)
         if data.epoch_windows is not None and epoch > 0:
-            xe, ye, ke = data.epoch_windows(epoch)
+            xe, ye, ke, ce = data.epoch_windows(epoch)
             if data.extra is not None:
                 xe, ye = np.concatenate([xe, data.extra.x]), np.concatenate([ye, data.extra.y])
-                ke = np.concatenate([ke, data.extra.kind])
-            x, y, kind = tensors(xe, ye, ke)
+                ke, ce = np.concatenate([ke, data.extra.kind]), np.concatenate([ce, np.asarray(data.extra.clip)])
+            x, y, kind, words = tensors(xe, ye, ke, ce)
             n = x.shape[0]
         model.train()
         batches = epoch_batches(n, tp.batch_size, steps_per_epoch, gen,
@@ -515,7 +553,7 @@ def train_model(
                 curves = eq_curves(xb.shape[0], eq_map.shape[0], eq_gen, a.eq_prob, a.eq_tilt_db, a.eq_bands,
                                    a.eq_band_db)
                 xb = apply_eq(xb, curves, eq_map)
-            loss, logits = batch_loss(model, xb, y[idx], kind[idx], triplet_phase)
+            loss, logits = batch_loss(model, xb, y[idx], kind[idx], triplet_phase, words[idx])
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -554,6 +592,7 @@ def train_model(
                 "fingerprint": fp, "version": STATE_VERSION, "epoch": epoch, "qat": is_qat(model),
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {},
+                "word_head": word_head.state_dict() if word_head is not None else {},
                 "scaler": scaler.state_dict() if scaler is not None else {},
                 "rng": torch.get_rng_state(), "gen": gen.get_state(), "spec_gen": spec_gen.get_state(),
                 "eq_gen": eq_gen.get_state(),
