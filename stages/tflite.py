@@ -27,7 +27,13 @@ from wakeword.deploy import (
     sample_windows,
     write_model_dir,
 )
-from wakeword.evaluation import evaluate_split, evaluation_splits, load_calibration, plot_files
+from wakeword.evaluation import (
+    evaluate_split,
+    evaluation_splits,
+    heldout_voice_groups,
+    load_calibration,
+    plot_files,
+)
 from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.models import StreamTCN
 from wakeword.train import torch_logit_fn
@@ -45,10 +51,12 @@ log = logging.getLogger("tflite")
 @click.argument("metrics_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("size_out", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("plots_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/split"),
+              show_default=True, help="Split manifests: the held-out clips' voices (by_voice in the metrics).")
 @params_option
 @stage
 def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Path, float_metrics: Path, model_dir: Path,
-         metrics_out: Path, size_out: Path, plots_dir: Path, params_path: Path) -> None:
+         metrics_out: Path, size_out: Path, plots_dir: Path, split_dir: Path, params_path: Path) -> None:
     from wakeword.export import convert_tflite_float, convert_tflite_int8
     from wakeword.size import (
         detector_buffer_bytes,
@@ -87,7 +95,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, calibration: Pat
         for split in evaluation_splits(features_dir):
             metrics, curve, other = evaluate_split(scorer.logits, features_dir, split, cal, p.detector,
                                                    p.audio.step_ms, grid, p.calibrate.max_stream_on_fraction,
-                                                   p.calibrate.tta_shifts)
+                                                   p.calibrate.tta_shifts, heldout_voice_groups(split_dir, split))
             if split == "test":
                 result.update(metrics)
             else:

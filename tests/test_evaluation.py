@@ -71,6 +71,23 @@ def test_metrics_at_threshold_by_hand(scored: ScoredSet) -> None:
     assert out["stream_on_fraction"] == pytest.approx(10 / 36_000)  # 3 of 5 votes: on at frames 1002-1006 etc.
 
 
+def test_by_voice_splits_the_clips_and_shares_the_stream(scored: ScoredSet) -> None:
+    # positives 0, 1 (detected) are voice a, 2 (detected) and 3 (missed) voice b; confusable 4 (accepted) is a,
+    # 5 (rejected) b; the negatives do not count, and a clip without a group is left out
+    groups = np.array(["a", "a", "b", "b", "a", "b", "a", ""], dtype=object)
+    out, _ = evaluate_scored(scored, 1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02, groups)
+    a, b = out["by_voice"]["a"], out["by_voice"]["b"]
+    assert set(out["by_voice"]) == {"a", "b"}
+    assert (a["positive_clips"], a["confusable_clips"], b["positive_clips"], b["confusable_clips"]) == (2, 1, 2, 1)
+    assert (a["recall_at_target"], b["recall_at_target"]) == (1.0, 0.5)  # overall 0.75
+    assert (a["confusable_false_accept_rate"], b["confusable_false_accept_rate"]) == (1.0, 0.0)
+    # the stream's two false alarms allow 2 FA/h (recall 0.75 overall), not 1 (recall 0): per voice the same
+    assert (a["recall_at_2p0_fah"], b["recall_at_2p0_fah"]) == (1.0, 0.5)
+    assert (a["recall_at_1p0_fah"], b["recall_at_1p0_fah"]) == (0.0, 0.0) == (out["recall_at_1p0_fah"],) * 2
+    assert "by_voice" not in evaluate_scored(scored, 1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01),
+                                             0.02)[0]
+
+
 def test_curve_leaves_out_thresholds_where_the_detector_stays_on(scored: ScoredSet) -> None:
     det = DetectorParams(hysteresis=0.1)
     curve = operating_curve(scored, 1.0, threshold_grid(0.01), det, 100, 0.02)

@@ -24,7 +24,7 @@ from wakeword.featurize import (
     render_window,
     stream_segments,
 )
-from wakeword.params import AudioParams, AugmentParams, FeatureParams
+from wakeword.params import AudioParams, AugmentParams, DetectorParams, FeatureParams
 
 
 def tone(seconds: float, hz: float) -> np.ndarray:
@@ -214,3 +214,46 @@ def test_featurize_writes_the_segment_table_of_concatenated_streams(tmp_path: Pa
     want_s = {"speech": 2.0, "music": 4.0, "background": 4.0, "unknown": 6.0}
     assert {k: v["hours"] * 3600 for k, v in by_kind.items()} == pytest.approx(want_s)
     assert sum(v["hours"] for v in by_kind.values()) == pytest.approx(hours)
+
+
+def test_featurize_keeps_each_examples_source_row(tmp_path: Path) -> None:
+    synth, split = tmp_path / "synth", tmp_path / "split"
+    _wav(synth / "clips" / "bg.wav", 3.0)
+    for name, hz in (("pos", 440), ("neg", 300), ("conf", 500)):
+        sf.write(str(synth / "clips" / f"{name}.wav"), tone(0.8, hz), 16000)
+    _wav(synth / "streams" / "s.wav", 8.0, 1)
+    split.mkdir()
+    rows = [_row("clips/neg.wav", "negative", "synth", 0.8), _row("clips/bg.wav", "background", "synth", 3.0),
+            _row("clips/pos.wav", "positive", "synth", 0.8), _row("clips/conf.wav", "hard_negative", "synth", 0.8)]
+    for name in ("train", "val", "test"):
+        (split / f"{name}.jsonl").write_text("\n".join([*rows, _row("streams/s.wav", "stream", "synth", 8.0)]))
+    aug = AugmentParams(train_variants=2, negative_windows_per_clip=1, background_windows=2, rir_prob=0.0)
+    out = tmp_path / "features"
+    featurize({"synth": synth}, split, out, AudioParams(), FeatureParams(), aug, seed=1)
+    from wakeword.evaluation import evaluate_split, heldout_voice_groups
+    from wakeword.featureset import load_split
+
+    train = load_split(out, "train")
+    by_kind = {}
+    for k, c in zip(train.kind.tolist(), train.clip.tolist(), strict=True):
+        by_kind.setdefault(k, set()).add(c)
+    # windows of the positive (and its truncation, if drawn) point to row 2, the confusable's to 3, the
+    # negative's to 0; background windows mix background clips: no one row
+    assert by_kind[KIND_CODES["positive"]] == {2} and by_kind.get(KIND_CODES["partial"], {2}) == {2}
+    assert by_kind[KIND_CODES["negative"]] == {0} and by_kind[KIND_CODES["hard_negative"]] == {3}
+    assert by_kind[KIND_CODES["background"]] == {-1}
+    test = load_split(out, "test")  # evaluation clips: one per clip, background crops keep their clip's row
+    assert dict(zip(test.kind.tolist(), test.clip.tolist(), strict=False)) == {
+        KIND_CODES["positive"]: 2, KIND_CODES["negative"]: 0, KIND_CODES["hard_negative"]: 3,
+        KIND_CODES["background"]: 1}
+    cal = {"temperature": 1.0, "threshold": 0.5, "target_fah": 1.0}
+    args = (cal, DetectorParams(), 100, np.linspace(0.05, 0.95, 19), 1.0)
+    zero = lambda w: np.zeros((w.shape[0], 2), np.float32)
+    got, _, _ = evaluate_split(zero, out, "test", *args, manifest_groups=["n", "b", "p", "c", "s"])
+    assert set(got["by_voice"]) == {"p", "c"} and got["by_voice"]["p"]["positive_clips"] == 1
+    with pytest.raises(ValueError, match="manifest has 3 rows"):
+        evaluate_split(zero, out, "test", *args, manifest_groups=["n", "b", "p"])
+    # the stages read the held-out manifest's groups only
+    (split / "heldout.jsonl").write_text("\n".join(rows))
+    assert heldout_voice_groups(split, "heldout") == ["clips/neg.wav", "clips/bg.wav", "clips/pos.wav", "clips/conf.wav"]
+    assert heldout_voice_groups(split, "test") is None and heldout_voice_groups(tmp_path, "heldout") is None

@@ -23,6 +23,7 @@ from wakeword.detector import (
     vote_signal,
 )
 from wakeword.featureset import KIND_CODES, FeatureSet, FeatureSetError, load_split, load_stream, read_index
+from wakeword.manifest import read_manifest
 from wakeword.params import DetectorParams
 from wakeword.scoring import LogitFn, clip_logits, probabilities, stream_logits, window_labels
 
@@ -282,9 +283,38 @@ def clip_latencies(
     return np.asarray(lat, dtype=np.float64), int(has_end.sum())
 
 
+def by_voice(
+    scored: ScoredSet, temperature: float, threshold: float, curve: dict[str, Any], det: DetectorParams,
+    step_ms: int, clip_groups: np.ndarray,
+) -> dict[str, dict[str, Any]]:
+    """Recall and confusable false accepts per voice group (``clip_groups``: each clip's manifest group,
+    "" when unknown), at the calibrated threshold and at the thresholds that reach each of
+    :data:`FAH_TARGETS` on the whole stream (:func:`wakeword.metrics.recall_at_fah`; recall 0 where none
+    does). The false alarms are the stream's, shared by all voices; only the clips are split by voice."""
+    probs = scored.clip_probs(temperature)
+    points = {"target": float(threshold)}
+    for target in FAH_TARGETS:
+        points[f"{str(target).replace('.', 'p')}_fah"] = metrics.recall_at_fah(curve, target)[1]  # type: ignore[assignment]
+    detected = {}
+    for name, thr in points.items():
+        cfg = DetectorConfig.from_params(det, thr, step_ms) if thr is not None else None
+        detected[name] = np.array([cfg is not None and detect(p, cfg).shape[0] > 0 for p in probs], dtype=bool)
+    pos, conf = scored.label == 1, scored.kind == KIND_CODES["hard_negative"]
+    out: dict[str, dict[str, Any]] = {}
+    for group in sorted({str(g) for g in clip_groups[pos | conf] if g}):
+        gp, gc = pos & (clip_groups == group), conf & (clip_groups == group)
+        row: dict[str, Any] = {"positive_clips": int(gp.sum()), "confusable_clips": int(gc.sum())}
+        for name, hit in detected.items():
+            row[f"recall_at_{name}"] = float(hit[gp].mean()) if gp.any() else 0.0
+        row["confusable_false_accept_rate"] = float(detected["target"][gc].mean()) if gc.any() else 0.0
+        row["confusable_false_accept_rate_at_0p5_fah"] = float(detected["0p5_fah"][gc].mean()) if gc.any() else 0.0
+        out[group] = row
+    return out
+
+
 def evaluate_scored(
     scored: ScoredSet, temperature: float, threshold: float, target_fah: float, det: DetectorParams,
-    step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
+    step_ms: int, thresholds: np.ndarray, max_on_fraction: float, clip_groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Every headline metric at the calibrated operating point, plus the FAH/recall curve rows.
 
@@ -294,8 +324,8 @@ def evaluate_scored(
     ``without_confusables`` (recall at the FAH targets with the stream's confusable phrases left out,
     :func:`curve_without_kind`; only with a segment table that has some), ``strongest_false_alarms``
     (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
-    :data:`STRONGEST_FLOOR` ``)`` up) and ``tta_shifts`` (test-time augmentation used for the clip metrics,
-    0 = off).
+    :data:`STRONGEST_FLOOR` ``)`` up), ``tta_shifts`` (test-time augmentation used for the clip metrics,
+    0 = off) and, with ``clip_groups`` (each clip's voice group), ``by_voice`` (:func:`by_voice`).
     """
     cfg = DetectorConfig.from_params(det, threshold, step_ms)
     probs = scored.clip_probs(temperature)
@@ -351,6 +381,8 @@ def evaluate_scored(
     rows_of = list(CONFUSION_KINDS) + [k for k in KIND_CODES if k not in CONFUSION_KINDS and (kinds == k).any()]
     out["confusion_matrix"] = metrics.confusion_by_kind(kinds, detected, rows_of)
     out["tta_shifts"] = len(scored.clip_logits_shifted)
+    if clip_groups is not None:
+        out["by_voice"] = by_voice(scored, temperature, threshold, curve, det, step_ms, np.asarray(clip_groups))
     conf_curve = curve.get("confusable_false_accept_rate", np.zeros_like(curve["threshold"]))
     rows = [
         {"threshold": float(t), "fah": float(f), "recall": float(r), "miss_rate": float(1.0 - r),
@@ -359,6 +391,13 @@ def evaluate_scored(
                                  curve["stream_on_fraction"])
     ]
     return out, rows
+
+
+def heldout_voice_groups(split_dir: Path, split: str) -> list[str] | None:
+    """The voice group of every row of ``split_dir/heldout.jsonl`` when ``split`` is the held-out split (for
+    :func:`evaluate_split`'s per-voice figures); None for other splits or without that manifest."""
+    path = Path(split_dir) / f"{split}.jsonl"
+    return [item.group for item in read_manifest(path)] if split == "heldout" and path.exists() else None
 
 
 def evaluation_splits(features_dir: Path) -> list[str]:
@@ -398,21 +437,32 @@ def load_stream_segments(features_dir: Path, split: str, n_frames: int) -> dict[
 def evaluate_split(
     logit_fn: LogitFn, features_dir: Path, split: str, calibration: dict[str, Any], det: DetectorParams,
     step_ms: int, thresholds: np.ndarray, max_on_fraction: float, tta_shifts: int = 0,
+    manifest_groups: list[str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]], dict[str, list[dict[str, Any]]]]:
     """Score one split's clips and stream with ``logit_fn`` and compute every metric at the calibrated
     operating point (:func:`evaluate_scored`). ``tta_shifts`` (``calibrate.tta_shifts``): test-time
-    augmentation of the clip scores, 0 = off (:meth:`ScoredSet.clip_probs`). Returns the metrics, the
-    FAH/recall curve rows and the other plot rows (:func:`plot_rows`)."""
+    augmentation of the clip scores, 0 = off (:meth:`ScoredSet.clip_probs`). ``manifest_groups``: the voice
+    group of every row of the split's manifest; with it the metrics have ``by_voice`` (the clips find their
+    rows through the feature store's ``clip``). Returns the metrics, the FAH/recall curve rows and the other
+    plot rows (:func:`plot_rows`)."""
     index = read_index(features_dir)
     step = int(index["step_frames"])
     check_tta_shifts(tta_shifts, step)  # before the scoring work
     stream, hours = load_stream(features_dir, split)
     segments = load_stream_segments(features_dir, split, int(stream.shape[0]))
     hop_s = float(segments["hop_s"]) if segments is not None else 0.01
-    scored = score_set(logit_fn, load_split(features_dir, split), stream, hours, int(index["window_frames"]), step,
+    fs = load_split(features_dir, split)
+    clip_groups = None
+    if manifest_groups is not None:
+        rows_of = np.asarray(fs.clip)
+        if rows_of.size and rows_of.max() >= len(manifest_groups):
+            raise FeatureSetError(f"{features_dir}: split '{split}' has clips from manifest row {int(rows_of.max())}, "
+                                  f"the manifest has {len(manifest_groups)} rows (re-run featurize)")
+        clip_groups = np.array([manifest_groups[r] if r >= 0 else "" for r in rows_of.tolist()], dtype=object)
+    scored = score_set(logit_fn, fs, stream, hours, int(index["window_frames"]), step,
                        tta_shifts, hop_s=hop_s, stream_segments=segments)
     result, rows = evaluate_scored(scored, calibration["temperature"], calibration["threshold"],
-                                   calibration["target_fah"], det, step_ms, thresholds, max_on_fraction)
+                                   calibration["target_fah"], det, step_ms, thresholds, max_on_fraction, clip_groups)
     return result, rows, plot_rows(scored, calibration["temperature"])
 
 
