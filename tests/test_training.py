@@ -36,6 +36,7 @@ from wakeword.train import (
     selection_key,
     train_model,
 )
+from wakeword.words import window_word_targets
 
 WINDOW, EVAL, STEP, F = 60, 120, 10, 16
 MODEL = ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 1})
@@ -314,7 +315,12 @@ class Killed(Exception):
 
 def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
     data = _data()
-    setup = _setup(epochs=4, qat={"enabled": True, "start_epoch": 2}, balanced_batches=True, lr_finder="plot")
+    # with the auxiliary word loss: its training-only head is part of the saved state
+    data.train.clip = (np.arange(data.train.y.shape[0]) % 3).astype(np.int32)
+    table = np.array([[1, 0], [0, 1], [0, 0]], dtype=np.int8)
+    data.word_targets = lambda clip, kind: window_word_targets(table, clip, kind)
+    setup = _setup(epochs=4, qat={"enabled": True, "start_epoch": 2}, balanced_batches=True, lr_finder="plot",
+                   loss={"word_weight": 0.5})
     full = train_model(data, setup, tmp_path / "full.pt", state_dir=tmp_path / "s_full")
 
     def die_after_second(epoch: int, _row: dict[str, float]) -> None:
