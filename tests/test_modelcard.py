@@ -42,6 +42,16 @@ def small_inputs(heldout: bool = True) -> dict[str, dict]:
     if heldout:
         float_m["heldout"] = _group(recall=0.211, fah=0.0, r05=0.123, r1=0.301, eer=0.17, auc=0.9)
         int8_m["heldout"] = _group(recall=0.222, fah=0.5, r05=0.456, r1=0.402, eer=0.18, auc=0.91)
+        int8_m["heldout"]["by_voice"] = {
+            "pico:en-US": {"positive_clips": 15, "confusable_clips": 15, "recall_at_target": 0.1333,
+                           "recall_at_0p1_fah": 0.0, "recall_at_0p5_fah": 0.4, "recall_at_1p0_fah": 0.3333,
+                           "recall_at_2p0_fah": 0.6, "confusable_false_accept_rate": 0.0,
+                           "confusable_false_accept_rate_at_0p5_fah": 0.0667},
+            "pico:en-GB": {"positive_clips": 15, "confusable_clips": 15, "recall_at_target": 0.3111,
+                           "recall_at_0p1_fah": 0.0, "recall_at_0p5_fah": 0.5111, "recall_at_1p0_fah": 0.4667,
+                           "recall_at_2p0_fah": 0.8, "confusable_false_accept_rate": 0.1333,
+                           "confusable_false_accept_rate_at_0p5_fah": 0.2},
+        }
     data = {"clips_per_engine": {"espeak": 480, "piper": 120, "noise": 20}, "formant_warped_clips": 300,
             "revoiced_clips": 96, "minimal_pair_clips": 64, "piper_clips_per_accent": {"en-us": 70, "en-gb-x-rp": 50},
             "stream_hours": {"val": 2.0, "test": 2.0}}
@@ -136,6 +146,12 @@ def test_render_puts_each_figure_in_its_row_and_column():
     assert "-S synth.phrase='hey jarvis'" in card and "-S model.arch=tcn" in card
     assert "22.2% on the held-out engine (pico)" in card  # the honest generalisation line
     assert "int8 vs float: decision agreement 98.7%, recall drop 10.00 points" in card
+    # the held-out set per voice (int8), in name order; the word loss is off in the default params
+    assert row(card, "`pico:en-GB`") == ["15", "31.1%", "51.1%", "46.7%", "80.0%", "13.3% / 20.0% of 15"]
+    assert row(card, "`pico:en-US`") == ["15", "13.3%", "40.0%", "33.3%", "60.0%", "0.0% / 6.7% of 15"]
+    assert card.index("`pico:en-GB`") < card.index("`pico:en-US`") and "word loss" not in card
+    words = render_model_card(small_inputs(), Params.model_validate({"train": {"loss": {"word_weight": 0.5}}}))
+    assert "hard-negative weight 3; auxiliary word loss weight 0.5 (a training-only head per word" in words
 
 
 def test_rnn_arch_uses_the_rnn_section_and_later_train_keys_do_not_break():

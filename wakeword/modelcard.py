@@ -266,7 +266,29 @@ def _metrics_section(inputs: ModelCardInputs, heldout_name: str) -> list[str]:
                   f"{_fix(fid.get('max_abs_prob_diff'), 4)}."]
     if len(cols) == 2:
         lines += ["", "This run has no held-out engine set (`synth.heldout_engines: []`)."]
+    lines += _by_voice_lines(inputs.int8_metrics.get("heldout"), heldout_name)
     return lines
+
+
+def _by_voice_lines(held: Any, heldout_name: str) -> list[str]:
+    """The deployed int8 model per voice of the held-out set (``by_voice`` of metrics/int8.json)."""
+    voices = held.get("by_voice") if isinstance(held, Mapping) else None
+    if not isinstance(voices, Mapping) or not voices:
+        return []
+    header = ["voice", "positive clips", "recall at the threshold", "at 0.5 FA/h", "at 1 FA/h", "at 2 FA/h",
+              "confusable false accepts (at the threshold / at 0.5 FA/h)"]
+    body = []
+    for name, v in sorted(voices.items()):
+        if not isinstance(v, Mapping):
+            continue
+        conf = (f"{_pct(v.get('confusable_false_accept_rate'))} / "
+                f"{_pct(v.get('confusable_false_accept_rate_at_0p5_fah'))} of {_int(v.get('confusable_clips'))}")
+        body.append([f"`{name}`", _int(v.get("positive_clips")), _pct(v.get("recall_at_target")),
+                     _pct(v.get("recall_at_0p5_fah")), _pct(v.get("recall_at_1p0_fah")),
+                     _pct(v.get("recall_at_2p0_fah")), conf])
+    intro = (f"Int8 on the {heldout_name} per voice: the FA/h thresholds are those of the whole stream, only the "
+             "clips are split.")
+    return ["", intro, "", *_table(header, body)]
 
 
 def _data_section(inputs: ModelCardInputs, params: Params, heldout_name: str) -> list[str]:
@@ -469,8 +491,10 @@ def _training_section(inputs: ModelCardInputs, params: Params) -> list[str]:
     loss = t.loss
     loss_txt = (f"cross entropy, label smoothing {_g(loss.label_smoothing)}" if loss.type == "cross_entropy"
                 else f"focal, alpha {_g(loss.focal_alpha)}, gamma {_g(loss.focal_gamma)}")
+    word_txt = (f"; auxiliary word loss weight {_g(loss.word_weight)} (a training-only head per word of the "
+                f"phrase, targets from the clip texts)" if loss.word_weight > 0 else "")
     lines.append(f"- Loss: {loss_txt}; class weights {loss.class_weights}; hard-negative weight "
-                 f"{_g(loss.hard_negative_weight)}.")
+                 f"{_g(loss.hard_negative_weight)}{word_txt}.")
     ema, qat, tri, dis = t.ema, t.qat, t.triplet, t.distill
     ema_txt = (f"on, decay {_g(ema.decay)} ({_g(ema.final_decay)} in the last {ema.final_epochs} epochs); "
                "validation and export use the EMA weights" if ema.enabled else "off")
