@@ -146,12 +146,13 @@ def test_render_puts_each_figure_in_its_row_and_column():
     assert "-S synth.phrase='hey jarvis'" in card and "-S model.arch=tcn" in card
     assert "22.2% on the held-out engine (pico)" in card  # the honest generalisation line
     assert "int8 vs float: decision agreement 98.7%, recall drop 10.00 points" in card
-    # the held-out set per voice (int8), in name order; the word loss is off in the default params
+    # the held-out set per voice (int8), in name order; the word loss (on in the default params)
     assert row(card, "`pico:en-GB`") == ["15", "31.1%", "51.1%", "46.7%", "80.0%", "13.3% / 20.0% of 15"]
     assert row(card, "`pico:en-US`") == ["15", "13.3%", "40.0%", "33.3%", "60.0%", "0.0% / 6.7% of 15"]
-    assert card.index("`pico:en-GB`") < card.index("`pico:en-US`") and "word loss" not in card
-    words = render_model_card(small_inputs(), Params.model_validate({"train": {"loss": {"word_weight": 0.5}}}))
-    assert "hard-negative weight 3; auxiliary word loss weight 0.5 (a training-only head per word" in words
+    assert card.index("`pico:en-GB`") < card.index("`pico:en-US`")
+    assert "hard-negative weight 3; auxiliary word loss weight 3 (a training-only head per word" in card
+    off = render_model_card(small_inputs(), Params.model_validate({"train": {"loss": {"word_weight": 0.0}}}))
+    assert "word loss" not in off and "hard-negative weight 3." in off
 
 
 def test_rnn_arch_uses_the_rnn_section_and_later_train_keys_do_not_break():

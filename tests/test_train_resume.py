@@ -19,6 +19,7 @@ import yaml
 from tests._support import ROOT
 from wakeword.cmvn import CMVN, save_cmvn
 from wakeword.featureset import KIND_CODES
+from wakeword.manifest import Item, write_manifest
 
 WINDOW, EVAL, F = 60, 120, 16
 
@@ -34,8 +35,15 @@ def _features(root: Path) -> Path:
         start = np.where(y == 1, 10, -1).astype(np.int32) if spans else np.full(n, -1, np.int32)
         end = np.where(y == 1, 45, -1).astype(np.int32) if spans else np.full(n, -1, np.int32)
         x = rng.standard_normal((n, frames, F)).astype(np.float32) + y[:, None, None]
-        np.savez(feats / name, x=x, y=y, kind=kind, phrase_start_frame=start, phrase_end_frame=end)
+        clip = np.where(y == 1, 0, 1 + np.arange(n) % 3).astype(np.int32)  # rows of the manifest below
+        np.savez(feats / name, x=x, y=y, kind=kind, phrase_start_frame=start, phrase_end_frame=end, clip=clip)
         return name
+
+    # the train split's manifest: the clip texts of the word loss (on in the default params)
+    write_manifest(root / "split" / "train.jsonl", [
+        Item("p", "p.wav", "positive", "a", 0.9, text="hey jarvis"),
+        *(Item(f"n{i}", f"n{i}.wav", "negative", "b", 0.9, text=t)
+          for i, t in enumerate(("hey there", "jarvis", "good morning")))])
 
     np.save(feats / "val_stream.npy", rng.standard_normal((1500, F)).astype(np.float32))
     index = {"window_frames": WINDOW, "step_frames": 10, "n_features": F,
@@ -57,7 +65,8 @@ def _features(root: Path) -> Path:
 def _cmd(root: Path, out: str) -> list[str]:
     return [sys.executable, "-m", "stages.train", str(root / "features"), str(root / "cmvn.json"),
             str(root / out / "model.pt"), str(root / out / "live"), str(root / out / "train.json"),
-            "--state-dir", str(root / out / "state"), "--params", str(root / "params.yaml")]
+            "--state-dir", str(root / out / "state"), "--split-dir", str(root / "split"),
+            "--params", str(root / "params.yaml")]
 
 
 def _env() -> dict[str, str]:

@@ -292,10 +292,10 @@ def by_voice(
     :data:`FAH_TARGETS` on the whole stream (:func:`wakeword.metrics.recall_at_fah`; recall 0 where none
     does). The false alarms are the stream's, shared by all voices; only the clips are split by voice."""
     probs = scored.clip_probs(temperature)
-    points = {"target": float(threshold)}
+    points: dict[str, float | None] = {"target": float(threshold)}
     for target in FAH_TARGETS:
-        points[f"{str(target).replace('.', 'p')}_fah"] = metrics.recall_at_fah(curve, target)[1]  # type: ignore[assignment]
-    detected = {}
+        points[f"{str(target).replace('.', 'p')}_fah"] = metrics.recall_at_fah(curve, target)[1]
+    detected: dict[str, np.ndarray] = {}
     for name, thr in points.items():
         cfg = DetectorConfig.from_params(det, thr, step_ms) if thr is not None else None
         detected[name] = np.array([cfg is not None and detect(p, cfg).shape[0] > 0 for p in probs], dtype=bool)

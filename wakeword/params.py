@@ -362,7 +362,7 @@ class LossParams(_Section):
     hard_negative_weight: float = Field(3.0, gt=0.0, le=100.0)  # per-window weight of hard_negative windows
     # weight of the auxiliary word loss: one training-only head per word of synth.phrase on the embedding, binary
     # cross entropy on "was this word said" from the clip texts (wakeword/words.py); 0 = off
-    word_weight: float = Field(0.0, ge=0.0, le=100.0)
+    word_weight: float = Field(3.0, ge=0.0, le=100.0)
 
 
 class EMAParams(_Section):

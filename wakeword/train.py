@@ -13,7 +13,9 @@ model's embedding at a constant ``triplet.lr``. Both compete for the best checkp
 
 With ``train.loss.word_weight`` > 0 a training-only linear head on the embedding predicts which words of the
 phrase each window holds (:mod:`wakeword.words`); its loss is added with that weight. The head is not part of
-the model: the checkpoint and every export are the wake-word model alone.
+the model: the checkpoint and every export are the wake-word model alone. It needs ``TrainData.word_targets``
+(the train and finetune stages always give them); without them the run is one without the word loss, with a
+warning.
 
 Resume: with a ``state_dir``, the full training state (model, optimizer, EMA, schedule, early-stopping
 counters, RNG states, history, best so far) is written there after every epoch under a fingerprint of
@@ -379,10 +381,11 @@ def train_model(
     params_in_order = list(model.parameters())  # fixed before QAT renames them: optimizer state stays aligned
 
     word_head: nn.Linear | None = None
-    if tp.loss.word_weight > 0:
-        if data.word_targets is None:
-            raise TrainError("train.loss.word_weight > 0 needs word targets from the clip texts "
-                             "(TrainData.word_targets)")
+    if tp.loss.word_weight > 0 and data.word_targets is None:
+        log.warning("train.loss.word_weight is %g but the training data carries no word targets (clip texts): "
+                    "training without the word loss", tp.loss.word_weight)
+    elif tp.loss.word_weight > 0:
+        assert data.word_targets is not None
         n_words = int(data.word_targets(np.zeros(0, np.int32), np.zeros(0, np.int8)).shape[1])
         word_head = nn.Linear(int(model.embed_dim), n_words).to(device)
         params_in_order += list(word_head.parameters())
