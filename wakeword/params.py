@@ -74,6 +74,7 @@ class SynthParams(_Section):
     background_s: float = Field(6.0, ge=2.0, le=60.0)
     piper_fraction: float = Field(0.5, ge=0.0, le=1.0)
     speed_wpm: Range = (120.0, 200.0)
+    espeak_word_gap: tuple[int, int] = (0, 3)
     pitch: Range = (30.0, 95.0)
     piper_length_scale: Range = (0.8, 1.35)
     piper_noise_scale: Range = (0.4, 0.9)
@@ -98,6 +99,10 @@ class SynthParams(_Section):
     @model_validator(mode="after")
     def _ranges(self) -> SynthParams:
         _check_range("speed_wpm", self.speed_wpm)
+        lo, hi = self.espeak_word_gap
+        if not 0 <= lo <= hi <= 20:
+            raise ValueError(f"espeak_word_gap must be [low, high] with 0 <= low <= high <= 20 (x 10 ms), "
+                             f"got {list(self.espeak_word_gap)}")
         for name in ("vtlp_alpha", "heldout_rate", "heldout_pitch"):
             _check_range(name, getattr(self, name))
         if not (0.7 <= self.vtlp_alpha[0] and self.vtlp_alpha[1] <= 1.4):

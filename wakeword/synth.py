@@ -62,7 +62,6 @@ PIPER_NOISE_W = (0.5, 1.0)  # Piper phoneme-duration noise; SynthParams has no f
 #: revoiced Piper clips: formants move this many octaves per octave of pitch (0.25: +9 semitones of pitch,
 #: formants x1.17 - roughly a man's voice made a woman's; Peterson & Barney's formants differ ~15-20 %)
 REVOICE_FORMANT_PER_OCTAVE = 0.25
-POSITIVE_WORD_GAP = (0, 3)  # extra espeak gap between words (x10 ms) for positives
 
 STREAM_BLOCK_S = 120.0  # streams are rendered in independent blocks of this length (fixed: determinism)
 STREAM_FADE_S = 0.1  # blocks overlap by this much and are cross-faded (bed only in the overlap)
@@ -187,12 +186,18 @@ def split_voice_pool(pool: list[tts.EspeakVoice], fraction: float,
             "clips": pool[n_res + n_train:]}
 
 
-def _espeak_settings(params: SynthParams, rng: np.random.Generator, positive: bool) -> dict[str, Any]:
+def _word_gap(lo_hi: tuple[int, int] | list[int], rng: np.random.Generator) -> int:
+    """espeak-ng's extra pause between words (x 10 ms), drawn the same way for every utterance of every kind:
+    a pause only positives had would tell the model "positive" by a digital-silence hole between the words."""
+    return int(rng.integers(int(lo_hi[0]), int(lo_hi[1]) + 1))
+
+
+def _espeak_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
     return {
         "rate_wpm": round(_uniform(rng, params.speed_wpm)),
         "pitch": round(_uniform(rng, params.pitch)),
         "pitch_range": round(_uniform(rng, PITCH_RANGE)),
-        "word_gap": int(rng.integers(POSITIVE_WORD_GAP[0], POSITIVE_WORD_GAP[1] + 1)) if positive else 0,
+        "word_gap": _word_gap(params.espeak_word_gap, rng),
         "seed": _item_seed(rng),
     }
 
@@ -285,7 +290,7 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                 v = voice_order[j % len(voice_order)]
                 j += 1
                 task.update(engine="espeak", voice=v.name, group=v.group,
-                            settings=_espeak_settings(params, r, kind == "positive"))
+                            settings=_espeak_settings(params, r))
             _with_vtlp(task["settings"], params, r)
             if task["engine"] == "piper":
                 _with_revoice(task["settings"], params, r)
@@ -412,6 +417,7 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
             "voices": [v if isinstance(v, str) else v.name for v in voices], "engine": engine,
             "confusables": confusables, "phrase": params.phrase,
             "speed_wpm": list(params.speed_wpm), "pitch": list(params.pitch), "bed": bed, "seed": seed,
+            "espeak_word_gap": list(params.espeak_word_gap),
             "heldout_rate": list(params.heldout_rate), "heldout_pitch": list(params.heldout_pitch),
             "out": str(Path(work_dir) / f"{role}-{b:05d}.npy"),
         })
@@ -498,7 +504,8 @@ def _stream_speech_settings(task: dict[str, Any], rng: np.random.Generator) -> d
                 "pitch": round(_uniform(rng, tuple(task["heldout_pitch"])))}
     return {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
             "pitch": round(_uniform(rng, tuple(task["pitch"]))),
-            "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": 0, "seed": _item_seed(rng)}
+            "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": _word_gap(task["espeak_word_gap"], rng),
+            "seed": _item_seed(rng)}
 
 
 def _joins_into_phrase(prev_text: str | None, text: str, phrase: str) -> bool:
