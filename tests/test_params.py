@@ -33,6 +33,8 @@ def test_defaults_load() -> None:
         ({"synth": {"phrase": "hey 123"}}, "synth.phrase = 'hey 123'", "pattern"),
         ({"synth": {"piper_accents": ["en-us", "EN GB"]}}, "synth", "'EN GB' is not an espeak-ng voice name"),
         ({"synth": {"piper_accents": []}}, "synth.piper_accents", "at least 1 item"),
+        ({"synth": {"espeak_word_gap": [3, 1]}}, "synth", "espeak_word_gap must be [low, high] with 0 <= low"),
+        ({"synth": {"espeak_word_gap": [0, 25]}}, "synth", "<= 20 (x 10 ms), got [0, 25]"),
         ({"audio": {"clip_s": 3.0}}, "audio.clip_s = 3.0", "less than or equal to 2"),
         ({"train": {"epochs": "many"}}, "train.epochs = 'many'", "integer"),
         ({"audio": {"step_ms": 105}}, "audio.step_ms (105)", "whole number of feature hops"),

@@ -385,3 +385,53 @@ def test_minimal_pairs_reach_manifest_report_and_audio(tmp_path: Path, runs: dic
     # without pairs (the module's data set, confusable_pairs 0): no clip names a partner
     assert TINY.confusable_pairs == 0.0
     assert runs["report"]["minimal_pair_clips"] == 0 and not any("pair_of" in e for e in _manifest(runs["a"]))
+
+
+def _espeak_gaps(tasks: list[dict[str, Any]]) -> dict[str, list[int]]:
+    gaps: dict[str, list[int]] = {}
+    for t in tasks:
+        if t["engine"] == "espeak":
+            gaps.setdefault(t["kind"], []).append(t["settings"]["word_gap"])
+    return gaps
+
+
+def test_espeak_word_gaps_do_not_depend_on_the_kind() -> None:
+    """Every espeak clip and stream utterance draws its pause between words from ``espeak_word_gap``, whatever
+    its kind: a pause only positives had would be a label cue (a silent hole between the words)."""
+    params = TINY.model_copy(update={"n_positive": 200, "n_negative": 200, "n_confusable": 200, "piper_fraction": 0.0})
+    clip_voices = S.split_voice_pool(S.build_voice_pool(params, 1234), params.stream_voice_fraction)["clips"]
+    conf = S.confusables_for(params.phrase, 1234)
+    gaps = _espeak_gaps(S.plan_clips(params, 1234, clip_voices, conf))
+    assert set(gaps) == {"positive", "negative", "hard_negative"}
+    for kind, g in gaps.items():
+        assert len(g) == 200 and set(g) == {0, 1, 2, 3}, kind  # each value of the default [0, 3] in every kind
+    fixed = _espeak_gaps(S.plan_clips(params.model_copy(update={"espeak_word_gap": (2, 2)}), 1234, clip_voices, conf))
+    assert all(set(g) == {2} for g in fixed.values())
+    none = _espeak_gaps(S.plan_clips(params.model_copy(update={"espeak_word_gap": (0, 0)}), 1234, clip_voices, conf))
+    assert all(set(g) == {0} for g in none.values())
+    # streams: every espeak utterance draws from the same range; the held-out engine has no such setting
+    block = S.plan_stream_blocks(params.model_copy(update={"espeak_word_gap": (1, 2)}), 1234, "val",
+                                 clip_voices[:2], conf, "/unused")[0]
+    rng = np.random.default_rng(0)
+    assert {S._stream_speech_settings(block, rng)["word_gap"] for _ in range(100)} == {1, 2}
+    pico_block = {**block, "engine": "pico"}
+    assert "word_gap" not in S._stream_speech_settings(pico_block, rng)
+
+
+def test_espeak_word_gap_is_a_silent_hole_in_any_clip() -> None:
+    """The setting reaches the audio: with a gap, a negative's words are parted by digital silence (what the
+    positives alone had before); without one they are not."""
+    voice = S.split_voice_pool(S.build_voice_pool(TINY, 1234), TINY.stream_voice_fraction)["clips"][0].name
+    settings = {"rate_wpm": 160, "pitch": 50, "pitch_range": 50, "seed": 7}
+
+    def longest_silence_ms(x: np.ndarray) -> float:
+        quiet = np.abs(x) < 1e-4
+        run = best = 0
+        for q in quiet[int(0.1 * len(x)):int(0.9 * len(x))]:  # inside the utterance, not its ends
+            run = run + 1 if q else 0
+            best = max(best, run)
+        return 1000.0 * best / 16000
+
+    gap = longest_silence_ms(S._render_speech("espeak", voice, "good morning", {**settings, "word_gap": 3}))
+    no_gap = longest_silence_ms(S._render_speech("espeak", voice, "good morning", {**settings, "word_gap": 0}))
+    assert gap >= 20.0 and no_gap < 5.0, (gap, no_gap)
