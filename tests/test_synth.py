@@ -435,3 +435,34 @@ def test_espeak_word_gap_is_a_silent_hole_in_any_clip() -> None:
     gap = longest_silence_ms(S._render_speech("espeak", voice, "good morning", {**settings, "word_gap": 3}))
     no_gap = longest_silence_ms(S._render_speech("espeak", voice, "good morning", {**settings, "word_gap": 0}))
     assert gap >= 20.0 and no_gap < 5.0, (gap, no_gap)
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_no_synthesis_setting_depends_on_the_kind() -> None:
+    """Only the text may tell a positive clip from a negative or confusable one: every engine setting (rate,
+    pitch, pause between words, formant warp, revoicing, ...) is drawn from one distribution for all kinds.
+    A setting that differs by kind is a label cue the model learns instead of the words."""
+    from scipy.stats import ks_2samp
+
+    params = TINY.model_copy(update={"n_positive": 400, "n_negative": 400, "n_confusable": 400, "piper_fraction": 0.5})
+    clip_voices = S.split_voice_pool(S.build_voice_pool(params, 1234), params.stream_voice_fraction)["clips"]
+    tasks = S.plan_clips(params, 1234, clip_voices, S.confusables_for(params.phrase, 1234))
+    kinds = ("positive", "negative", "hard_negative")
+    for engine in ("espeak", "piper"):
+        by_kind = {k: [_flat(t["settings"]) for t in tasks if t["engine"] == engine and t["kind"] == k] for k in kinds}
+        assert all(len(v) >= 150 for v in by_kind.values()), engine
+        keys = set().union(*(s.keys() for v in by_kind.values() for s in v)) - {"seed"}
+        for key in sorted(keys):
+            share = {k: np.mean([key in s for s in v]) for k, v in by_kind.items()}
+            assert max(share.values()) - min(share.values()) < 0.12, (engine, key, share)
+            values = {k: np.array([float(s[key]) for s in v if key in s]) for k, v in by_kind.items()}
+            for k in kinds[1:]:
+                if values[k].size >= 20 and values["positive"].size >= 20:
+                    p = ks_2samp(values["positive"], values[k]).pvalue
+                    assert p > 1e-3, (engine, key, k, p)
