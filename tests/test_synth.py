@@ -466,3 +466,32 @@ def test_no_synthesis_setting_depends_on_the_kind() -> None:
                 if values[k].size >= 20 and values["positive"].size >= 20:
                     p = ks_2samp(values["positive"], values[k]).pvalue
                     assert p > 1e-3, (engine, key, k, p)
+
+
+def _text_form(text: str, core: str) -> dict[str, bool]:
+    words = T.tokens(text)
+    return {"comma": "," in text, "question": text.endswith("?"), "exclaim": text.endswith("!"),
+            "stop": text.endswith("."), "capital": text[:1].isupper(), "context": len(words) > len(T.tokens(core))}
+
+
+def test_confusable_clips_are_spelled_and_framed_like_positives() -> None:
+    """Confusable clips take the positives' spellings and context words at the same rates; only the words
+    differ. Plain confusables beside re-spelled positives made a pause after "hey" or a question's intonation a
+    label cue. No confusable text contains the phrase."""
+    params = TINY.model_copy(update={"n_positive": 600, "n_negative": 20, "n_confusable": 600})
+    clip_voices = S.split_voice_pool(S.build_voice_pool(params, 1234), params.stream_voice_fraction)["clips"]
+    confusables = S.confusables_for(params.phrase, 1234)
+    tasks = S.plan_clips(params, 1234, clip_voices, confusables)
+    pos = [_text_form(t["text"], params.phrase) for t in tasks if t["kind"] == "positive"]
+    conf_tasks = [t for t in tasks if t["kind"] == "hard_negative"]
+    conf = [_text_form(t["text"], confusables[i % len(confusables)]) for i, t in enumerate(conf_tasks)]
+    for key in pos[0]:
+        a, b = np.mean([f[key] for f in pos]), np.mean([f[key] for f in conf])
+        assert abs(a - b) < 0.07, (key, a, b)
+        if key in ("comma", "question", "context"):
+            assert b > 0.1, (key, b)  # each form is really there, not equal at zero
+    for i, t in enumerate(conf_tasks):
+        core = T.tokens(confusables[i % len(confusables)])
+        words = T.tokens(t["text"])
+        assert any(words[k:k + len(core)] == core for k in range(len(words))), (t["text"], core)
+        assert not T.contains_phrase(t["text"], params.phrase), t["text"]

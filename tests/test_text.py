@@ -127,6 +127,21 @@ def test_positive_texts_are_the_phrase() -> None:
     assert all(T.normalize_text(v) == "computer" for v in single)
 
 
+def test_confusables_get_the_phrases_spellings_and_context_words() -> None:
+    """The same spellings (commas, capitals, '?' / '!') and context words for any text: a confusable is read with
+    the pauses and intonation a positive is."""
+    phrase = [v.replace("Jarvis", "X").replace("jarvis", "x") for v in T.positive_texts("hey jarvis")]
+    conf = [v.replace("Warvis", "X").replace("warvis", "x") for v in T.spelling_variants("hey warvis")]
+    assert conf == phrase  # the same spelling patterns, in the same order
+    assert "Hey, Warvis!" in T.spelling_variants("hey warvis") and "hey, warvis?" in T.spelling_variants("hey warvis")
+    for seed in range(50):  # the same rng draws give the same frame around either text
+        a = T.context_positive_text("hey jarvis", np.random.default_rng(seed))
+        b = T.with_context_words("hey warvis", np.random.default_rng(seed))
+        assert a.lower().replace("jarvis", "warvis") == b.lower()
+        assert T.tokens(b)[0] in {"hey"} | set(T.CONTEXT_BEFORE) and "warvis" in T.tokens(b)
+        assert not T.contains_phrase(b, "hey jarvis")
+
+
 def test_empty_phrase_rejected() -> None:
     with pytest.raises(ValueError, match="no letters"):
         T.confusable_phrases("!!", np.random.default_rng(0))

@@ -278,8 +278,8 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                     text = T.context_positive_text(params.phrase, r)
             elif kind == "negative":
                 text = T.negative_text(params.phrase, r)
-            else:
-                text = confusables[i % len(confusables)]
+            else:  # spelled and framed like a positive: only the words differ (see _confusable_text)
+                text = _confusable_text(confusables[i % len(confusables)], params, r)
             cid = f"{kind}-{i:06d}"
             task: dict[str, Any] = {"id": cid, "kind": kind, "text": text,
                                     "path": f"clips/{kind}/{cid}.wav"}
@@ -299,6 +299,21 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                     task["settings"]["accent"] = params.piper_accents[int(r.integers(len(params.piper_accents)))]
             tasks.append(task)
     return _with_minimal_pairs(tasks, params, seed)
+
+
+def _confusable_text(confusable: str, params: SynthParams, rng: np.random.Generator) -> str:
+    """A confusable clip's text, drawn as a positive clip's is: one of the same spellings (a comma after the
+    first word, capitals, '?' / '!'), and with ``context_word_prob`` short words around it. Plain confusables
+    beside re-spelled positives made a pause between the words, or a question's intonation, mean "positive".
+    A context word that would complete the phrase ("jarvis" after "hey") is never chosen: that text is
+    spelled without one."""
+    spellings = T.spelling_variants(confusable)
+    text = spellings[int(rng.integers(len(spellings)))]
+    if rng.random() < params.context_word_prob:
+        framed = T.with_context_words(confusable, rng)
+        if not T.contains_phrase(framed, params.phrase):
+            text = framed
+    return text
 
 
 def _with_minimal_pairs(tasks: list[dict[str, Any]], params: SynthParams, seed: int) -> list[dict[str, Any]]:

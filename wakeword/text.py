@@ -416,9 +416,16 @@ def positive_texts(phrase: str) -> list[str]:
     All normalise to the phrase itself; capitals and a comma after the first word change prosody,
     '?' / '!' change intonation.
     """
-    words = tokens(phrase)
+    return spelling_variants(phrase)
+
+
+def spelling_variants(text: str) -> list[str]:
+    """Spellings of ``text`` that TTS engines read differently, the same ones for any text: the phrase's
+    (:func:`positive_texts`) and its confusables' alike, so a pause after the first word or a question's
+    intonation never tells the one from the other."""
+    words = tokens(text)
     if not words:
-        raise ValueError(f"phrase {phrase!r} has no letters")
+        raise ValueError(f"phrase {text!r} has no letters")
     base = " ".join(words)
     title = " ".join(w.capitalize() for w in words)
     first_cap = base[0].upper() + base[1:]
@@ -441,11 +448,18 @@ CONTEXT_AFTER: tuple[str, ...] = ("please", "now", "thanks", "again", "stop", "h
 
 def context_positive_text(phrase: str, rng: np.random.Generator) -> str:
     """The phrase with a short word before it, after it, or both: still a positive utterance."""
-    words = " ".join(tokens(phrase))
+    text = with_context_words(phrase, rng)
+    if not contains_phrase(text, phrase):  # pragma: no cover - the phrase is inserted verbatim
+        raise ValueError(f"context text {text!r} lost the phrase {phrase!r}")
+    return text
+
+
+def with_context_words(text: str, rng: np.random.Generator) -> str:
+    """``text`` with a short word before it, after it, or both (:data:`CONTEXT_BEFORE` / :data:`CONTEXT_AFTER`),
+    capitalised, sometimes a question. Used alike for the phrase and its confusables."""
+    words = " ".join(tokens(text))
     r = rng.random()
     before = _pick(rng, CONTEXT_BEFORE) if r < 0.7 else ""
     after = _pick(rng, CONTEXT_AFTER) if r >= 0.4 else ""
-    text = " ".join(w for w in (before, words, after) if w)
-    if not contains_phrase(text, phrase):  # pragma: no cover - the phrase is inserted verbatim
-        raise ValueError(f"context text {text!r} lost the phrase {phrase!r}")
-    return text[0].upper() + text[1:] + ("?" if rng.random() < 0.3 else "")
+    out = " ".join(w for w in (before, words, after) if w)
+    return out[0].upper() + out[1:] + ("?" if rng.random() < 0.3 else "")
