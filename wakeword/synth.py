@@ -187,17 +187,19 @@ def split_voice_pool(pool: list[tts.EspeakVoice], fraction: float,
 
 
 def _word_gap(lo_hi: tuple[int, int] | list[int], rng: np.random.Generator) -> int:
-    """espeak-ng's extra pause between words (x 10 ms), drawn the same way for every utterance of every kind:
-    a pause only positives had would tell the model "positive" by a digital-silence hole between the words."""
+    """espeak-ng's extra pause between words (x 10 ms): digital silence between the words."""
     return int(rng.integers(int(lo_hi[0]), int(lo_hi[1]) + 1))
 
 
-def _espeak_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+def _espeak_settings(params: SynthParams, rng: np.random.Generator, positive: bool) -> dict[str, Any]:
+    """Rate, pitch, intonation range, pause between words and engine seed of one espeak clip. The pause is drawn
+    for positives only unless ``uniform_kinds`` (then for every kind; a pause only positives have is a label
+    cue, see the README's session 21)."""
     return {
         "rate_wpm": round(_uniform(rng, params.speed_wpm)),
         "pitch": round(_uniform(rng, params.pitch)),
         "pitch_range": round(_uniform(rng, PITCH_RANGE)),
-        "word_gap": _word_gap(params.espeak_word_gap, rng),
+        "word_gap": _word_gap(params.espeak_word_gap, rng) if positive or params.uniform_kinds else 0,
         "seed": _item_seed(rng),
     }
 
@@ -278,8 +280,10 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                     text = T.context_positive_text(params.phrase, r)
             elif kind == "negative":
                 text = T.negative_text(params.phrase, r)
-            else:  # spelled and framed like a positive: only the words differ (see _confusable_text)
+            elif params.uniform_kinds:  # spelled and framed like a positive: only the words differ
                 text = _confusable_text(confusables[i % len(confusables)], params, r)
+            else:
+                text = confusables[i % len(confusables)]
             cid = f"{kind}-{i:06d}"
             task: dict[str, Any] = {"id": cid, "kind": kind, "text": text,
                                     "path": f"clips/{kind}/{cid}.wav"}
@@ -290,7 +294,7 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
                 v = voice_order[j % len(voice_order)]
                 j += 1
                 task.update(engine="espeak", voice=v.name, group=v.group,
-                            settings=_espeak_settings(params, r))
+                            settings=_espeak_settings(params, r, kind == "positive"))
             _with_vtlp(task["settings"], params, r)
             if task["engine"] == "piper":
                 _with_revoice(task["settings"], params, r)
@@ -302,7 +306,7 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
 
 
 def _confusable_text(confusable: str, params: SynthParams, rng: np.random.Generator) -> str:
-    """A confusable clip's text, drawn as a positive clip's is: one of the same spellings (a comma after the
+    """With ``uniform_kinds``, a confusable clip's text, drawn as a positive clip's is: one of the same spellings (a comma after the
     first word, capitals, '?' / '!'), and with ``context_word_prob`` short words around it. Plain confusables
     beside re-spelled positives made a pause between the words, or a question's intonation, mean "positive".
     A context word that would complete the phrase ("jarvis" after "hey") is never chosen: that text is
@@ -432,7 +436,7 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
             "voices": [v if isinstance(v, str) else v.name for v in voices], "engine": engine,
             "confusables": confusables, "phrase": params.phrase,
             "speed_wpm": list(params.speed_wpm), "pitch": list(params.pitch), "bed": bed, "seed": seed,
-            "espeak_word_gap": list(params.espeak_word_gap),
+            "espeak_word_gap": list(params.espeak_word_gap), "uniform_kinds": params.uniform_kinds,
             "heldout_rate": list(params.heldout_rate), "heldout_pitch": list(params.heldout_pitch),
             "out": str(Path(work_dir) / f"{role}-{b:05d}.npy"),
         })
@@ -519,7 +523,7 @@ def _stream_speech_settings(task: dict[str, Any], rng: np.random.Generator) -> d
                 "pitch": round(_uniform(rng, tuple(task["heldout_pitch"])))}
     return {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
             "pitch": round(_uniform(rng, tuple(task["pitch"]))),
-            "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": _word_gap(task["espeak_word_gap"], rng),
+            "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": _word_gap(task["espeak_word_gap"], rng) if task["uniform_kinds"] else 0,
             "seed": _item_seed(rng)}
 
 
