@@ -102,3 +102,17 @@ def test_run_measured_does_not_charge_the_child_with_this_process_memory(tmp_pat
     assert r.rc == 0
     assert r.peak_rss_mb < 100, r
     assert big[-1] == 1.0
+
+
+def test_heldout_spelling_forms_and_groups() -> None:
+    from benchmarks.heldout_spelling import clip_groups, spelling_form
+
+    assert [spelling_form(t) for t in ("hey jarvis", "Hey Jarvis!", "Hey jarvis?")] == ["plain"] * 3
+    assert [spelling_form(t) for t in ("hey, jarvis", "Hey, Jarvis.")] == ["comma", "comma"]
+    assert [spelling_form(t) for t in ("Ok hey jarvis please", "hey jarvis now?", "Well, hey jarvis")] == ["context"] * 3
+    assert spelling_form("computer", "computer") == "plain" and spelling_form("ok computer", "computer") == "context"
+    rows = [{"kind": "positive", "voice": "en-US", "text": "Hey, Jarvis!"},
+            {"kind": "hard_negative", "voice": "en-GB", "text": "hey, starvis"},
+            {"kind": "positive", "voice": "en-GB", "text": "so hey jarvis"},
+            {"kind": "stream", "voice": "mixed", "text": ""}]
+    assert clip_groups(rows, "hey jarvis") == ["en-US:comma", "en-GB:other", "en-GB:context", "mixed:other"]
