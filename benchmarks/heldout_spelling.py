@@ -35,8 +35,10 @@ def spelling_form(text: str, phrase: str = "hey jarvis") -> str:
 
 def clip_groups(rows: list[dict[str, Any]], phrase: str) -> list[str]:
     """Per manifest row: ``<voice>:<form>`` for positives, ``<voice>:other`` for the other kinds."""
-    return [f"{r.get('voice', '?')}:{spelling_form(str(r.get('text', '')), phrase) if r['kind'] == 'positive' else 'other'}"
-            for r in rows]
+    def form(r: dict[str, Any]) -> str:
+        return spelling_form(str(r.get("text", "")), phrase) if r["kind"] == "positive" else "other"
+
+    return [f"{r.get('voice', '?')}:{form(r)}" for r in rows]
 
 
 def measure(repo: Path) -> dict[str, Any]:
@@ -55,14 +57,19 @@ def measure(repo: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     model, _ = load_checkpoint(repo / "models/model.pt")
     fn = torch_logit_fn(model, load_cmvn(repo / "models/cmvn.json"))
-    res, _, _ = evaluate_split(fn, repo / "data/features", "heldout", load_calibration(repo / "metrics/calibration.json"),
-                               p.detector, p.audio.step_ms, threshold_grid(p.calibrate.threshold_step),
-                               p.calibrate.max_stream_on_fraction, p.calibrate.tta_shifts,
-                               clip_groups(rows, p.synth.phrase))
+    calibration = load_calibration(repo / "metrics/calibration.json")
+    res, _, _ = evaluate_split(fn, repo / "data/features", "heldout", calibration, p.detector, p.audio.step_ms,
+                               threshold_grid(p.calibrate.threshold_step), p.calibrate.max_stream_on_fraction,
+                               p.calibrate.tta_shifts, clip_groups(rows, p.synth.phrase))
     keys = ("recall_at_0p1_fah", "recall_at_0p5_fah", "recall_at_1p0_fah", "recall_at_2p0_fah")
     groups = {g: {"positives": v["positive_clips"], **{k: v[k] for k in keys}}
               for g, v in sorted(res["by_voice"].items()) if not g.endswith(":other")}
     return {"repo": str(repo), "all": {k: res[k] for k in keys}, "groups": groups}
+
+
+def fmt(d: dict[str, Any]) -> str:
+    """Recall at 0.5 / 1 / 2 FA/h as "a / b / c"."""
+    return " / ".join(f"{d[k]:.2f}" for k in ("recall_at_0p5_fah", "recall_at_1p0_fah", "recall_at_2p0_fah"))
 
 
 def main() -> None:
@@ -74,7 +81,6 @@ def main() -> None:
     for repo in args.repos:
         r = measure(repo)
         out.append(r)
-        fmt = lambda d: " / ".join(f"{d[k]:.2f}" for k in ("recall_at_0p5_fah", "recall_at_1p0_fah", "recall_at_2p0_fah"))
         print(f"{repo}: held-out recall at 0.5 / 1 / 2 FA/h, all positives: {fmt(r['all'])}")
         for g, v in r["groups"].items():
             print(f"  {g:<16} {v['positives']:>4} positives  {fmt(v)}")

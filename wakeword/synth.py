@@ -306,11 +306,11 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
 
 
 def _confusable_text(confusable: str, params: SynthParams, rng: np.random.Generator) -> str:
-    """With ``uniform_kinds``, a confusable clip's text, drawn as a positive clip's is: one of the same spellings (a comma after the
-    first word, capitals, '?' / '!'), and with ``context_word_prob`` short words around it. Plain confusables
-    beside re-spelled positives made a pause between the words, or a question's intonation, mean "positive".
-    A context word that would complete the phrase ("jarvis" after "hey") is never chosen: that text is
-    spelled without one."""
+    """With ``uniform_kinds``, a confusable clip's text, drawn as a positive clip's is: one of the same spellings
+    (a comma after the first word, capitals, '?' / '!'), and with ``context_word_prob`` short words around it.
+    Plain confusables beside re-spelled positives make a pause between the words, or a question's intonation,
+    mean "positive". A frame that would complete the phrase ("hey" before "jarvis") is not used: that text keeps
+    its spelling without context words."""
     spellings = T.spelling_variants(confusable)
     text = spellings[int(rng.integers(len(spellings)))]
     if rng.random() < params.context_word_prob:
@@ -523,7 +523,8 @@ def _stream_speech_settings(task: dict[str, Any], rng: np.random.Generator) -> d
                 "pitch": round(_uniform(rng, tuple(task["heldout_pitch"])))}
     return {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
             "pitch": round(_uniform(rng, tuple(task["pitch"]))),
-            "pitch_range": round(_uniform(rng, PITCH_RANGE)), "word_gap": _word_gap(task["espeak_word_gap"], rng) if task["uniform_kinds"] else 0,
+            "pitch_range": round(_uniform(rng, PITCH_RANGE)),
+            "word_gap": _word_gap(task["espeak_word_gap"], rng) if task["uniform_kinds"] else 0,
             "seed": _item_seed(rng)}
 
 
