@@ -509,3 +509,78 @@ def test_confusable_clips_are_spelled_and_framed_like_positives() -> None:
         words = T.tokens(t["text"])
         assert any(words[k:k + len(core)] == core for k in range(len(words))), (t["text"], core)
         assert not T.contains_phrase(t["text"], params.phrase), t["text"]
+
+
+def test_spoken_text_keeps_what_the_words_are() -> None:
+    """One draw for the phrase and its confusables: the phrase stays the phrase inside any frame, a confusable never
+    becomes it (for "okay nova", a confusable "nova" keeps its spelling rather than take an "okay" before it)."""
+    framed_phrase = framed_conf = 0
+    for seed in range(300):
+        a = S.spoken_text("okay nova", "okay nova", 1.0, np.random.default_rng(seed))
+        b = S.spoken_text("nova", "okay nova", 1.0, np.random.default_rng(seed))
+        assert T.contains_phrase(a, "okay nova"), a
+        assert not T.contains_phrase(b, "okay nova") and "nova" in T.tokens(b), b
+        framed_phrase += len(T.tokens(a)) > 2
+        framed_conf += len(T.tokens(b)) > 1
+    assert framed_phrase == 300  # context_word_prob 1: always framed
+    assert 200 < framed_conf < 290  # framed, except where the frame would say "okay nova" (1 in 8 of the frames)
+    plain = {S.spoken_text("hey jarvis", "hey jarvis", 0.0, np.random.default_rng(s)) for s in range(300)}
+    assert plain == set(T.spelling_variants("hey jarvis"))  # no frames at 0, every spelling drawn
+
+
+def test_heldout_confusables_are_spelled_like_its_positives() -> None:
+    """The held-out yardstick holds no pause cue: its confusable clips take its positives' spellings and context
+    words at the same rates (``heldout_uniform_kinds``, the default). Off, they are the plain phrases, as before
+    session 22. The spelling has its own rng stream: every other draw of the plan is the same either way."""
+    params = TINY.model_copy(update={"n_heldout_positive": 600, "n_heldout_confusable": 600})
+    confusables = S.confusables_for(params.phrase, 1234)
+    tasks = S.plan_heldout(params, 1234, confusables)
+    plain = S.plan_heldout(params.model_copy(update={"heldout_uniform_kinds": False}), 1234, confusables)
+    assert all(t["text"] in confusables for t in plain if t["kind"] == "hard_negative")
+    assert [{**t, "text": ""} for t in tasks] == [{**t, "text": ""} for t in plain]  # only texts differ
+    assert [t["text"] for t in tasks if t["kind"] != "hard_negative"] == [
+        t["text"] for t in plain if t["kind"] != "hard_negative"]
+    pos = [_text_form(t["text"], params.phrase) for t in tasks if t["kind"] == "positive"]
+    pairs = [(t, p) for t, p in zip(tasks, plain, strict=True) if t["kind"] == "hard_negative"]
+    conf = [_text_form(t["text"], p["text"]) for t, p in pairs]
+    for key in pos[0]:
+        a, b = np.mean([f[key] for f in pos]), np.mean([f[key] for f in conf])
+        assert abs(a - b) < 0.07, (key, a, b)
+        if key in ("comma", "question", "context"):
+            assert b > 0.1, (key, b)
+    for t, p in pairs:
+        core, words = T.tokens(p["text"]), T.tokens(t["text"])
+        assert any(words[k:k + len(core)] == core for k in range(len(words))), (t["text"], core)
+        assert not T.contains_phrase(t["text"], params.phrase), t["text"]
+
+
+@pytest.mark.parametrize("role", ["heldout", "val"])
+def test_stream_confusables_are_spelled_like_positives(role: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Confusables spoken inside the held-out stream are spelled like its positives (``heldout_uniform_kinds``);
+    inside the other streams with ``uniform_kinds``. Off, they are the plain phrases."""
+    monkeypatch.setattr(S, "STREAM_P_CONFUSABLE", 0.8)  # enough confusables in 90 s of audio
+    key = "heldout_uniform_kinds" if role == "heldout" else "uniform_kinds"
+    params = TINY.model_copy(update={"stream_heldout_h": 90 / 3600, "stream_val_h": 90 / 3600, key: True})
+    confusables = S.confusables_for(params.phrase, 1234)
+    if role == "heldout":
+        voices: list[Any] = list(S.tts.PICO_VOICES)
+        engine = "pico"
+    else:
+        voices = S.split_voice_pool(S.build_voice_pool(params, 1234), params.stream_voice_fraction)["val"][:3]
+        engine = "espeak"
+
+    def confusable_texts(p: SynthParams, sub: str) -> list[str]:
+        (tmp_path / sub).mkdir()
+        [block] = S.plan_stream_blocks(p, 1234, role, voices, confusables, str(tmp_path / sub), engine)
+        segments = S.render_stream_block(block)["segments"]
+        return [s["text"] for s in segments if s["type"] == "confusable"]
+
+    spelled = confusable_texts(params, "on")
+    plain = confusable_texts(params.model_copy(update={key: False}), "off")
+    assert len(spelled) >= 5 and len(plain) >= 5
+    assert all(t in confusables for t in plain)
+    assert sum(t not in confusables for t in spelled) >= 2, spelled  # commas, '?', context words
+    for t in spelled:
+        assert not T.contains_phrase(t, params.phrase), t
+        assert any(" ".join(T.tokens(t)).find(c) >= 0 for c in confusables), t

@@ -116,28 +116,29 @@ def test_confusables_deterministic_and_homophone_filter() -> None:
     assert len(filtered) == len(a) - 1
 
 
-def test_positive_texts_are_the_phrase() -> None:
-    variants = T.positive_texts("hey jarvis")
+def test_spelling_variants_are_the_phrase() -> None:
+    variants = T.spelling_variants("hey jarvis")
     assert "Hey, Jarvis!" in variants and "hey jarvis?" in variants
     assert len(variants) == len(set(variants)) >= 8
     for v in variants:
         assert T.normalize_text(v) == "hey jarvis"
         assert T.contains_phrase(v, "hey jarvis")
-    single = T.positive_texts("computer")
+    single = T.spelling_variants("computer")
     assert all(T.normalize_text(v) == "computer" for v in single)
 
 
 def test_confusables_get_the_phrases_spellings_and_context_words() -> None:
     """The same spellings (commas, capitals, '?' / '!') and context words for any text: a confusable is read with
     the pauses and intonation a positive is."""
-    phrase = [v.replace("Jarvis", "X").replace("jarvis", "x") for v in T.positive_texts("hey jarvis")]
+    phrase = [v.replace("Jarvis", "X").replace("jarvis", "x") for v in T.spelling_variants("hey jarvis")]
     conf = [v.replace("Warvis", "X").replace("warvis", "x") for v in T.spelling_variants("hey warvis")]
     assert conf == phrase  # the same spelling patterns, in the same order
     assert "Hey, Warvis!" in T.spelling_variants("hey warvis") and "hey, warvis?" in T.spelling_variants("hey warvis")
     for seed in range(50):  # the same rng draws give the same frame around either text
-        a = T.context_positive_text("hey jarvis", np.random.default_rng(seed))
+        a = T.with_context_words("hey jarvis", np.random.default_rng(seed))
         b = T.with_context_words("hey warvis", np.random.default_rng(seed))
         assert a.lower().replace("jarvis", "warvis") == b.lower()
+        assert T.contains_phrase(a, "hey jarvis")
         assert T.tokens(b)[0] in {"hey"} | set(T.CONTEXT_BEFORE) and "warvis" in T.tokens(b)
         assert not T.contains_phrase(b, "hey jarvis")
 

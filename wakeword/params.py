@@ -94,6 +94,7 @@ class SynthParams(_Section):
     n_heldout_negative: int = Field(300, ge=0, le=100000)
     n_heldout_confusable: int = Field(300, ge=0, le=100000)
     stream_heldout_h: float = Field(5.0, ge=0.0, le=100.0)
+    heldout_uniform_kinds: bool = True  # held-out confusables (clips and stream) spelled like its positives
     heldout_rate: Range = (80.0, 130.0)
     heldout_pitch: Range = (75.0, 135.0)
 

@@ -53,6 +53,7 @@ HELDOUT_CODES: dict[str, int] = {"positive": 11, "negative": 12, "hard_negative"
 _PLAN_CODE = 100  # rng sub-stream for plan-level choices (as opposed to per-item streams)
 _VOICE_CODE = 6
 _PAIR_CODE = 101  # rng sub-stream for the choice of minimal pairs (confusable clips voiced like a positive)
+_SPELL_CODE = 102  # rng sub-stream for the spelling of held-out and stream confusables (other draws unchanged)
 ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3, "train": 4}
 
 CLIP_LEVEL_DBFS = -20.0
@@ -264,7 +265,6 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
     """One task per speech clip: text, engine, voice and every synthesis setting, fixed up front."""
     tasks: list[dict[str, Any]] = []
     counts = {"positive": params.n_positive, "negative": params.n_negative, "hard_negative": params.n_confusable}
-    positives = T.positive_texts(params.phrase)
     for kind, n in counts.items():
         code = KIND_CODES[kind]
         plan_rng = _rng(seed, code, _PLAN_CODE)
@@ -275,13 +275,11 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
         for i in range(n):
             r = _rng(seed, code, i)
             if kind == "positive":
-                text = positives[int(r.integers(len(positives)))]
-                if r.random() < params.context_word_prob:
-                    text = T.context_positive_text(params.phrase, r)
+                text = spoken_text(params.phrase, params.phrase, params.context_word_prob, r)
             elif kind == "negative":
                 text = T.negative_text(params.phrase, r)
             elif params.uniform_kinds:  # spelled and framed like a positive: only the words differ
-                text = _confusable_text(confusables[i % len(confusables)], params, r)
+                text = spoken_text(confusables[i % len(confusables)], params.phrase, params.context_word_prob, r)
             else:
                 text = confusables[i % len(confusables)]
             cid = f"{kind}-{i:06d}"
@@ -305,17 +303,18 @@ def plan_clips(params: SynthParams, seed: int, clip_voices: list[tts.EspeakVoice
     return _with_minimal_pairs(tasks, params, seed)
 
 
-def _confusable_text(confusable: str, params: SynthParams, rng: np.random.Generator) -> str:
-    """With ``uniform_kinds``, a confusable clip's text, drawn as a positive clip's is: one of the same spellings
-    (a comma after the first word, capitals, '?' / '!'), and with ``context_word_prob`` short words around it.
-    Plain confusables beside re-spelled positives make a pause between the words, or a question's intonation,
-    mean "positive". A frame that would complete the phrase ("hey" before "jarvis") is not used: that text keeps
-    its spelling without context words."""
-    spellings = T.spelling_variants(confusable)
+def spoken_text(words: str, phrase: str, context_word_prob: float, rng: np.random.Generator) -> str:
+    """What a clip or stream utterance says for ``words`` (the wake phrase or one of its confusables): one of
+    :func:`wakeword.text.spelling_variants` (a comma after the first word, capitals, '?' / '!'), and with
+    ``context_word_prob`` short words around it (:func:`wakeword.text.with_context_words`). The same draws for
+    the phrase and a confusable, so a pause between the words, or a question's intonation, never tells the one
+    from the other. A frame that would change whether the text contains ``phrase`` (a confusable "jarvis"
+    after "hey") is not used: that text keeps its spelling without context words."""
+    spellings = T.spelling_variants(words)
     text = spellings[int(rng.integers(len(spellings)))]
-    if rng.random() < params.context_word_prob:
-        framed = T.with_context_words(confusable, rng)
-        if not T.contains_phrase(framed, params.phrase):
+    if rng.random() < context_word_prob:
+        framed = T.with_context_words(words, rng)
+        if T.contains_phrase(framed, phrase) == T.contains_phrase(words, phrase):
             text = framed
     return text
 
@@ -357,20 +356,20 @@ def plan_heldout(params: SynthParams, seed: int, confusables: list[str]) -> list
     voices = [("pico", v) for v in tts.PICO_VOICES]
     counts = {"positive": params.n_heldout_positive, "negative": params.n_heldout_negative,
               "hard_negative": params.n_heldout_confusable}
-    positives = T.positive_texts(params.phrase)
     tasks: list[dict[str, Any]] = []
     for kind, n in counts.items():
         code = HELDOUT_CODES[kind]
         for i in range(n):
             r = _rng(seed, code, i)
             if kind == "positive":
-                text = positives[int(r.integers(len(positives)))]
-                if r.random() < params.context_word_prob:
-                    text = T.context_positive_text(params.phrase, r)
+                text = spoken_text(params.phrase, params.phrase, params.context_word_prob, r)
             elif kind == "negative":
                 text = T.negative_text(params.phrase, r)
             else:
                 text = confusables[int(r.integers(len(confusables)))]
+                if params.heldout_uniform_kinds:  # its own rng stream: the clip's rate and pitch stay the same
+                    text = spoken_text(text, params.phrase, params.context_word_prob,
+                                       _rng(seed, code, i, _SPELL_CODE))
             engine, voice = voices[i % len(voices)]
             cid = f"heldout-{kind}-{i:06d}"
             tasks.append({"id": cid, "kind": kind, "text": text, "path": f"clips/heldout/{kind}/{cid}.wav",
@@ -437,6 +436,8 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
             "confusables": confusables, "phrase": params.phrase,
             "speed_wpm": list(params.speed_wpm), "pitch": list(params.pitch), "bed": bed, "seed": seed,
             "espeak_word_gap": list(params.espeak_word_gap), "uniform_kinds": params.uniform_kinds,
+            "spell_confusables": params.heldout_uniform_kinds if role == "heldout" else params.uniform_kinds,
+            "context_word_prob": params.context_word_prob,
             "heldout_rate": list(params.heldout_rate), "heldout_pitch": list(params.heldout_pitch),
             "out": str(Path(work_dir) / f"{role}-{b:05d}.npy"),
         })
@@ -549,6 +550,7 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
     """
     role, b = task["role"], int(task["block"])
     rng = _rng(task["seed"], KIND_CODES["stream"], ROLE_CODES[role], b)
+    spell_rng = _rng(task["seed"], KIND_CODES["stream"], ROLE_CODES[role], b, _SPELL_CODE)
     core, head, tail = int(task["core"]), int(task["head"]), int(task["tail"])
     x = _stream_bed(core + tail, task["bed"], rng)
     voices, phrase = list(task["voices"]), task["phrase"]
@@ -578,6 +580,8 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
         for _ in range(20):
             if confusable:
                 text = task["confusables"][int(rng.integers(len(task["confusables"])))]
+                if task["spell_confusables"]:  # spelled like a positive, from its own rng: timing draws unchanged
+                    text = spoken_text(text, phrase, task["context_word_prob"], spell_rng)
             else:
                 text = T.negative_text(phrase, rng)
             if not _joins_into_phrase(prev_text, text, phrase):

@@ -7,8 +7,9 @@ needs no network or corpus. Three products:
   a built-in vocabulary, guaranteed never to contain the wake phrase (:func:`contains_phrase`).
 * :func:`confusable_phrases`: hard negatives derived mechanically from *any* phrase (partial phrases,
   onset/vowel substitutions, swaps, rhymes), never equal to or containing the phrase itself.
-* :func:`positive_texts`: spellings of the phrase that change how a TTS engine reads it (capitals,
-  commas, question/exclamation intonation).
+* :func:`spelling_variants` / :func:`with_context_words`: spellings of the phrase (or of any text) that
+  change how a TTS engine reads it (capitals, commas, question/exclamation intonation), and short words
+  around it; the same for the phrase and its confusables.
 """
 
 from __future__ import annotations
@@ -410,19 +411,10 @@ def confusable_phrases(phrase: str, rng: np.random.Generator,
 # ----------------------------------------------------------------------------------------------------------
 
 
-def positive_texts(phrase: str) -> list[str]:
-    """Spellings of the phrase that TTS engines read differently (pauses, rising/falling intonation).
-
-    All normalise to the phrase itself; capitals and a comma after the first word change prosody,
-    '?' / '!' change intonation.
-    """
-    return spelling_variants(phrase)
-
-
 def spelling_variants(text: str) -> list[str]:
     """Spellings of ``text`` that TTS engines read differently, the same ones for any text: the phrase's
-    (:func:`positive_texts`) and its confusables' alike, so a pause after the first word or a question's
-    intonation never tells the one from the other."""
+    and its confusables' alike, so a pause after the first word or a question's
+    intonation never tells the one from the other. Every spelling normalises to ``text``."""
     words = tokens(text)
     if not words:
         raise ValueError(f"phrase {text!r} has no letters")
@@ -444,14 +436,6 @@ def spelling_variants(text: str) -> list[str]:
 # the phrase still fits the model window when the utterance is centred in it.
 CONTEXT_BEFORE: tuple[str, ...] = ("ok", "okay", "oh", "so", "um", "well", "hi", "yes")
 CONTEXT_AFTER: tuple[str, ...] = ("please", "now", "thanks", "again", "stop", "hello", "lights on", "wake up")
-
-
-def context_positive_text(phrase: str, rng: np.random.Generator) -> str:
-    """The phrase with a short word before it, after it, or both: still a positive utterance."""
-    text = with_context_words(phrase, rng)
-    if not contains_phrase(text, phrase):  # pragma: no cover - the phrase is inserted verbatim
-        raise ValueError(f"context text {text!r} lost the phrase {phrase!r}")
-    return text
 
 
 def with_context_words(text: str, rng: np.random.Generator) -> str:
