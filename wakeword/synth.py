@@ -349,7 +349,9 @@ def plan_heldout(params: SynthParams, seed: int, confusables: list[str]) -> list
     """Clips from the held-out engines (never in train/val/test): the generalisation check.
 
     The engines' own voices, varied in rate and pitch only (no formant warp: the point is to measure the
-    model on voices as an unseen engine makes them). Items carry ``role = "heldout"``.
+    model on voices as an unseen engine makes them). Items carry ``role = "heldout"``. With
+    ``heldout_uniform_kinds`` (the default) its confusables are spelled and framed like its positives
+    (:func:`spoken_text`), so no pause or intonation tells them apart: a yardstick without the label cue.
     """
     if not params.heldout_engines:
         return []
