@@ -398,7 +398,8 @@ def _espeak_gaps(tasks: list[dict[str, Any]]) -> dict[str, list[int]]:
 def test_espeak_word_gaps_do_not_depend_on_the_kind() -> None:
     """With ``uniform_kinds`` every espeak clip and stream utterance draws its pause between words from
     ``espeak_word_gap``, whatever its kind; by default (as before) positives alone have one."""
-    legacy = TINY.model_copy(update={"n_positive": 200, "n_negative": 200, "n_confusable": 200, "piper_fraction": 0.0})
+    legacy = TINY.model_copy(update={"n_positive": 200, "n_negative": 200, "n_confusable": 200, "piper_fraction": 0.0,
+                                     "uniform_kinds": False})
     clip_voices = S.split_voice_pool(S.build_voice_pool(legacy, 1234), legacy.stream_voice_fraction)["clips"]
     conf = S.confusables_for(legacy.phrase, 1234)
     old = _espeak_gaps(S.plan_clips(legacy, 1234, clip_voices, conf))
@@ -452,8 +453,8 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def test_no_synthesis_setting_depends_on_the_kind() -> None:
     """With ``uniform_kinds`` only the text tells a positive clip from a negative or confusable one: every engine
     setting (rate, pitch, pause between words, formant warp, revoicing, ...) is drawn from one distribution for
-    all kinds. A setting that differs by kind is a label cue the model learns instead of the words. By default
-    the espeak pause is the one setting that differs (the behaviour before session 21, kept as the default)."""
+    all kinds. A setting that differs by kind is a label cue the model learns instead of the words. With the
+    switch off the espeak pause is the one setting that differs (the default until session 22)."""
     from scipy.stats import ks_2samp
 
     params = TINY.model_copy(update={"n_positive": 400, "n_negative": 400, "n_confusable": 400, "piper_fraction": 0.5,

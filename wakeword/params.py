@@ -75,7 +75,7 @@ class SynthParams(_Section):
     piper_fraction: float = Field(0.5, ge=0.0, le=1.0)
     speed_wpm: Range = (120.0, 200.0)
     espeak_word_gap: tuple[int, int] = (0, 3)
-    uniform_kinds: bool = False
+    uniform_kinds: bool = True
     pitch: Range = (30.0, 95.0)
     piper_length_scale: Range = (0.8, 1.35)
     piper_noise_scale: Range = (0.4, 0.9)
