@@ -3,8 +3,8 @@
 The held-out positives are read from several spellings ("hey jarvis", "Hey, Jarvis!", "Ok hey jarvis please"):
 a comma makes every engine pause after "hey", context words put speech around the phrase. Its confusables are
 spelled the same way since session 22 (``synth.heldout_uniform_kinds``; plain phrases such as "hey starvis"
-before). With ``synth.uniform_kinds: false`` (the default) the training data's confusables are plain, and a
-model can take a pause between the words for "positive". This script shows how much of the
+before). With ``synth.uniform_kinds: false`` (the default until session 22) the training data's confusables are
+plain, and a model can take a pause between the words for "positive". This script shows how much of the
 held-out recall comes from which spelling: each positive clip is grouped by voice and form (``plain``,
 ``comma``, ``context``), and recall at the thresholds reaching 0.1 / 0.5 / 1 / 2 FA/h on the whole held-out
 stream is reported per group (the same event-based evaluation as ``metrics/float.json``, the float model).
@@ -20,8 +20,6 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
-
-FORMS = ("plain", "comma", "context")
 
 
 def spelling_form(text: str, phrase: str = "hey jarvis") -> str:

@@ -397,7 +397,7 @@ def _espeak_gaps(tasks: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 def test_espeak_word_gaps_do_not_depend_on_the_kind() -> None:
     """With ``uniform_kinds`` every espeak clip and stream utterance draws its pause between words from
-    ``espeak_word_gap``, whatever its kind; by default (as before) positives alone have one."""
+    ``espeak_word_gap``, whatever its kind; switched off (the default until session 22) positives alone have one."""
     legacy = TINY.model_copy(update={"n_positive": 200, "n_negative": 200, "n_confusable": 200, "piper_fraction": 0.0,
                                      "uniform_kinds": False})
     clip_voices = S.split_voice_pool(S.build_voice_pool(legacy, 1234), legacy.stream_voice_fraction)["clips"]
@@ -489,7 +489,7 @@ def _text_form(text: str, core: str) -> dict[str, bool]:
 def test_confusable_clips_are_spelled_and_framed_like_positives() -> None:
     """With ``uniform_kinds`` confusable clips take the positives' spellings and context words at the same rates;
     only the words differ (plain confusables beside re-spelled positives make a pause after "hey" or a question's
-    intonation a label cue). No confusable text contains the phrase. By default they are the plain phrases."""
+    intonation a label cue). No confusable text contains the phrase. Switched off they are the plain phrases."""
     params = TINY.model_copy(update={"n_positive": 600, "n_negative": 20, "n_confusable": 600, "uniform_kinds": True})
     clip_voices = S.split_voice_pool(S.build_voice_pool(params, 1234), params.stream_voice_fraction)["clips"]
     confusables = S.confusables_for(params.phrase, 1234)
