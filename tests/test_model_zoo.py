@@ -51,10 +51,16 @@ SMALL: dict[str, dict[str, Any]] = {
     "gru": {"arch": "gru", "rnn": {"hidden_size": 8, "stem_channels": 8, "stem_stride": 8}},
     "lstm": {"arch": "lstm", "rnn": {"hidden_size": 8, "stem_channels": 8, "stem_stride": 8}},
     "stream_tcn": {"arch": "stream_tcn", "stream_tcn": {"channels": 8, "dilations": [1, 2, 4]}},
+    # model.subtract_window_mean on both CMVN paths: folded into the stem (tcn), wrapper in front (ds_cnn)
+    "tcn_window_mean": {"arch": "tcn", "tcn": {"channels": 8, "levels": 2}, "subtract_window_mean": True},
+    "ds_cnn_window_mean": {"arch": "ds_cnn", "ds_cnn": {"channels": 8, "blocks": 2, "first_kernel_time": 5,
+                                                        "first_kernel_freq": 3}, "subtract_window_mean": True},
 }
+#: Per-bin offsets (a static EQ) that ``subtract_window_mean`` cancels.
+BIN_SHIFT = np.linspace(-2.0, 2.0, BINS, dtype=np.float32)
 #: Longest conversions first, so the two workers finish together.
-ORDER = ["mobilenetv3", "gru", "lstm", "resnet18", "ds_tcn", "stream_tcn", "tcn", "resnet", "ds_cnn",
-         "tiny_conv"]
+ORDER = ["mobilenetv3", "gru", "lstm", "resnet18", "ds_tcn", "stream_tcn", "tcn", "tcn_window_mean", "resnet",
+         "ds_cnn", "ds_cnn_window_mean", "tiny_conv"]
 #: Every op the zoo's int8 graphs use; all are TFLite-Micro builtins with int8 kernels. A new op here needs a
 #: look at TFLite-Micro's kernel list (the arena measurement below also proves the op resolves and runs).
 MICRO_INT8_OPS = {
@@ -137,7 +143,9 @@ def _run_case(name: str) -> dict[str, Any]:
             out["tensor_types"] = _tensor_types(tfl)
             out["micro_runs"] = arena_allocates(tfl, 1 << 20)
             out["flash"] = tfl.stat().st_size
-            out["tflite_logits"] = TFLiteScorer(tfl).logits(x_raw)
+            scorer = TFLiteScorer(tfl)
+            out["tflite_logits"] = scorer.logits(x_raw)
+            out["tflite_logits_shifted"] = scorer.logits(x_raw + BIN_SHIFT)
         with torch.no_grad():
             out["torch_logits"] = model(xn).numpy()
     except Exception:  # noqa: BLE001 - reported by the tests, per case
@@ -229,6 +237,24 @@ def test_int8_tflite_agrees_with_torch(converted: dict[str, dict[str, Any]], nam
     corr = float(np.corrcoef(margin_want, margin_got)[0, 1])
     agree = float((want.argmax(1) == got.argmax(1)).mean())
     assert corr > 0.9 and agree >= 0.75, (corr, agree)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if SMALL[n].get("subtract_window_mean")])
+def test_int8_tflite_ignores_a_static_eq_with_subtract_window_mean(converted: dict[str, dict[str, Any]],
+                                                                   name: str) -> None:
+    """The int8 graph subtracts the window mean too: per-bin offsets leave its margins nearly unchanged (up to
+    int8 rounding), while they move the same arch's margins without the switch."""
+    res, plain = _case(converted, name), _case(converted, SMALL[name]["arch"])
+
+    def margin_change(r: dict[str, Any]) -> float:
+        m0 = r["tflite_logits"][:, 1] - r["tflite_logits"][:, 0]
+        m1 = r["tflite_logits_shifted"][:, 1] - r["tflite_logits_shifted"][:, 0]
+        return float(np.abs(m1 - m0).max())
+
+    assert {"MEAN", "SUB"} <= set(res["ops"]), res["ops"]
+    # measured: 0.025 (tcn) and 0.020 (ds_cnn) with the switch, 0.23 and 0.30 without
+    assert margin_change(res) < 0.05 and margin_change(res) < margin_change(plain) / 4, (
+        margin_change(res), margin_change(plain))
 
 
 # --------------------------------------------------------------------------------------------------- contract
@@ -362,6 +388,38 @@ def test_stream_tcn_step_rejects_bad_chunks() -> None:
         model.step(torch.zeros(1, 3, 10), model.init_state(1))
     with pytest.raises(ValueError, match="state"):
         model.step(torch.zeros(1, 2, 10), model.init_state(1)[:-1])
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CONTRACT if CONTRACT[n]["arch"] != "stream_tcn"))
+def test_subtract_window_mean_cancels_per_bin_offsets(name: str) -> None:
+    """With ``model.subtract_window_mean`` a constant per-bin offset (a static EQ in the log spectrum) does not
+    change the output, raw or with CMVN folded in; without it, it does."""
+    rng = np.random.default_rng(0)
+    x, _ = _raw_windows(rng, 8)
+    mean, std = x.reshape(-1, BINS).mean(0), x.reshape(-1, BINS).std(0)
+    shifted = torch.from_numpy(x + BIN_SHIFT)
+    for on in (True, False):
+        torch.manual_seed(0)
+        model = build_model(ModelParams(**{**CONTRACT[name], "subtract_window_mean": on}), BINS, FRAMES).eval()
+        assert model.subtract_window_mean is on
+        for m in model.modules():  # non-trivial statistics so outputs depend on the input
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.05, 0.5)
+        folded = fold_cmvn(model, mean, std)
+        with torch.no_grad():
+            pairs = [(model(torch.from_numpy(x)), model(shifted)), (folded(torch.from_numpy(x)), folded(shifted))]
+        for plain_out, shifted_out in pairs:
+            margin = plain_out[:, 1] - plain_out[:, 0]
+            spread = float(margin.max() - margin.min())
+            assert spread > 1e-3, "outputs nearly constant: the check would be vacuous"
+            change = float((plain_out - shifted_out).abs().max())
+            assert (change < 1e-4) if on else (change > 0.02 * spread), (on, change, spread)
+
+
+def test_subtract_window_mean_is_refused_for_stream_tcn() -> None:
+    with pytest.raises(ValueError, match=r"model\.subtract_window_mean: arch stream_tcn"):
+        build_model(ModelParams(arch="stream_tcn", subtract_window_mean=True), 40, 148)
 
 
 def test_stream_tcn_receptive_field_must_fit_the_window() -> None:

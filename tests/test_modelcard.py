@@ -191,6 +191,30 @@ def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():
             "nothing to fine-tune with, the trained model is kept.") in render_model_card(inputs, Params())
 
 
+def test_card_names_the_spelling_cue_the_yardstick_and_the_window_mean():
+    """Whether the training data had the pause/comma cue, which held-out yardstick the figures come from, and
+    whether the model subtracts the window mean: each stated from its params key, both ways."""
+    def lines(params: Params) -> list[str]:
+        return render_model_card(small_inputs(), params).splitlines()
+
+    default = lines(Params())
+    assert any(x.startswith("- Spelling and pauses (`synth.uniform_kinds: true`)") for x in default)
+    held = next(x for x in default if x.startswith("- **Held-out engine**"))
+    assert held.endswith("spelled and framed like its positives (`synth.heldout_uniform_kinds: true`): no pause "
+                         "or comma tells them apart.")
+    window = next(x for x in default if x.startswith("- Input:"))
+    assert "CMVN-normalised; one window every 100 ms" in window
+    old = lines(Params.model_validate({"synth": {"uniform_kinds": False, "heldout_uniform_kinds": False},
+                                       "model": {"subtract_window_mean": True}}))
+    assert any(x.startswith("- Spelling and pauses (`synth.uniform_kinds: false`): only positives") for x in old)
+    held = next(x for x in old if x.startswith("- **Held-out engine**"))
+    assert "(`synth.heldout_uniform_kinds: false`, the yardstick before session 22)" in held
+    window = next(x for x in old if x.startswith("- Input:"))
+    assert "CMVN-normalised, less its per-bin mean over the window (`model.subtract_window_mean`" in window
+    own = lines(Params.model_validate({"data": {"source": "own"}}))
+    assert not any(x.startswith("- Spelling and pauses") for x in own)  # no demo data trained on
+
+
 def test_without_a_heldout_set():
     card = render_model_card(small_inputs(heldout=False), Params())
     assert row(card, "metric") == ["float, test", "int8, test"]

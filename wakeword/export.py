@@ -373,10 +373,23 @@ def _annotate_remaining_ops(gm: torch.fx.GraphModule, config: object) -> None:
     )
 
     act = config.input_activation  # type: ignore[attr-defined]
+    #: graph input -> its first annotated edge: every later reader of the input shares that edge's int8
+    #: qparams, so the model input stays one int8 tensor (a second observer would leave it float)
+    input_edges: dict[torch.fx.Node, tuple[torch.fx.Node, torch.fx.Node]] = {}
 
     def annotated_output(node: object) -> bool:
         ann = getattr(node, "meta", {}).get("quantization_annotation")
         return ann is not None and ann._annotated and ann.output_qspec is not None
+
+    def input_spec(a: torch.fx.Node, node: torch.fx.Node) -> object:
+        if annotated_output(a):
+            return SharedQuantizationSpec(a)
+        if a.op != "placeholder":
+            return act
+        if a in input_edges:
+            return SharedQuantizationSpec(input_edges[a])
+        input_edges[a] = (a, node)
+        return act
 
     for node in gm.graph.nodes:
         if node.op != "call_function" or not hasattr(node.target, "_schema"):
@@ -391,8 +404,16 @@ def _annotate_remaining_ops(gm: torch.fx.GraphModule, config: object) -> None:
         val = node.meta.get("val")
         if not inputs or not isinstance(val, torch.Tensor) or not val.is_floating_point():
             continue
+        if name in _SHARED and inputs[0].op == "placeholder" and not annotated_output(inputs[0]):
+            # a shape or reduction op reading the model input (model.subtract_window_mean's MEAN): int8 in, and
+            # out with the input's qparams
+            in_map = {a: input_spec(a, node) for a in inputs}
+            shared = SharedQuantizationSpec((inputs[0], node))
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map=in_map, output_qspec=shared, _annotated=True)
+            continue
         # an input that already has int8 qparams keeps them (no requantisation op in between)
-        in_map = {a: SharedQuantizationSpec(a) if annotated_output(a) else act for a in inputs}
+        in_map = {a: input_spec(a, node) for a in inputs}
         if name in _FIXED_QPARAMS:
             scale, zero_point = _FIXED_QPARAMS[name]
             out = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=scale, zero_point=zero_point,

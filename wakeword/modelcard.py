@@ -169,8 +169,10 @@ def _reproduce(params: Params) -> str:
     sets: list[tuple[str, Any]] = [
         ("seed", params.seed), ("synth.phrase", params.synth.phrase), ("data.source", params.data.source),
         ("features.type", params.features.type), ("audio.clip_s", params.audio.clip_s),
+        ("synth.uniform_kinds", params.synth.uniform_kinds),
         ("audio.step_ms", params.audio.step_ms), ("model.arch", params.model.arch),
         *((f"model.{section}.{k}", v) for k, v in knobs.items()),
+        ("model.subtract_window_mean", params.model.subtract_window_mean),
         ("train.epochs", params.train.epochs), ("train.lr", params.train.lr),
         ("train.loss.type", params.train.loss.type), ("calibrate.target_fah", params.calibrate.target_fah),
     ]
@@ -332,6 +334,12 @@ def _data_section(inputs: ModelCardInputs, params: Params, heldout_name: str) ->
                          + ".")
             if isinstance(accents, Mapping) and len(accents) > 1:
                 lines.append(f"- Piper clips per pronunciation accent (`synth.piper_accents`): {_engines(accents)}.")
+            lines.append(
+                "- Spelling and pauses (`synth.uniform_kinds: true`): every kind is spelled and paused alike, so "
+                "only the words tell a positive from a confusable." if params.synth.uniform_kinds else
+                "- Spelling and pauses (`synth.uniform_kinds: false`): only positives get commas, '?', '!', "
+                "context words and word pauses; confusables are plain text, a label cue a model can learn "
+                "instead of the words.")
         pinned = ", ".join(f"`{p}`" for p in params.split.pin_to_train)
         if pinned:
             lines.append(f"- Groups pinned to train (`split.pin_to_train`: single-speaker engines, whose one voice "
@@ -350,7 +358,13 @@ def _data_section(inputs: ModelCardInputs, params: Params, heldout_name: str) ->
         stream_h = _num((data.get("stream_hours") or {}).get("heldout"))
         lines.append(f"- **Held-out engine** ({engines_txt} clips, {_int(held.get('voices'))} voices"
                      + (f", {stream_h:.2f} h negative stream" if stream_h is not None else "")
-                     + "): **never trained on**, nor used for validation, calibration or test.")
+                     + "): **never trained on**, nor used for validation, calibration or test. "
+                     + ("Its confusables are spelled and framed like its positives "
+                        "(`synth.heldout_uniform_kinds: true`): no pause or comma tells them apart."
+                        if params.synth.heldout_uniform_kinds else
+                        "Its confusables are plain text while its positives carry commas and pauses "
+                        "(`synth.heldout_uniform_kinds: false`, the yardstick before session 22): figures on it "
+                        "flatter a model that learned that cue (`synth.uniform_kinds: false`)."))
     return lines
 
 
@@ -368,7 +382,10 @@ def _arch_section(inputs: ModelCardInputs, params: Params) -> list[str]:
     feat_txt = f"{feat.n_mfcc if feat.type == 'mfcc' else feat.n_mels}-bin {feat.type}"
     arch = f"- `model.arch: {params.model.arch}`; `model.{section}`: {knob_txt}; dropout {_g(params.model.dropout)}."
     window = (f"- Input: {_g(params.audio.clip_s)} s window of {feat_txt} features ({_g(feat.win_ms)} ms / "
-              f"{_g(feat.hop_ms)} ms hop), CMVN-normalised; one window every {params.audio.step_ms} ms "
+              f"{_g(feat.hop_ms)} ms hop), CMVN-normalised"
+              + (", less its per-bin mean over the window (`model.subtract_window_mean`: a static EQ cancels)"
+                 if params.model.subtract_window_mean else "")
+              + f"; one window every {params.audio.step_ms} ms "
               f"({windows_per_s:g} windows per second of audio).")
     compute = (f"- Parameters: {_int(n_params)}. MACs per window: {_int(macs)} ({_mega(macs)}); per second of "
                f"audio: {_int(macs_s)} ({_mega(macs_s)}).")

@@ -348,6 +348,8 @@ class ModelParams(_Section):
     arch: Literal["ds_tcn", "tiny_conv", "ds_cnn", "mobilenetv3", "resnet", "tcn", "gru", "lstm",
                   "stream_tcn"] = "tcn"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # subtract each window's per-bin mean over time before the first layer (static channel EQ out); not stream_tcn
+    subtract_window_mean: bool = False
     ds_tcn: DSTCNParams = DSTCNParams()
     tiny_conv: TinyConvParams = TinyConvParams()
     ds_cnn: DSCNNParams = DSCNNParams()
