@@ -339,7 +339,7 @@ def test_augment_utterance_probabilities() -> None:
     x = vowel(seconds=0.8)
     off = AugmentParams(stretch_prob=0.0, pitch_prob=0.0)
     y, info = A.augment_utterance(x, off, np.random.default_rng(0))
-    assert np.array_equal(y, x) and info == {"stretch_rate": None, "pitch_semitones": None}
+    assert np.array_equal(y, x) and info == {"stretch_rate": None, "pitch_semitones": None, "pause_s": None}
     on = AugmentParams(stretch_prob=1.0, stretch_range=(1.2, 1.3), pitch_prob=1.0, pitch_semitones=(1.0, 2.0))
     y, info = A.augment_utterance(x, on, np.random.default_rng(0))
     assert 1.2 <= info["stretch_rate"] <= 1.3 and 1.0 <= info["pitch_semitones"] <= 2.0
@@ -347,6 +347,57 @@ def test_augment_utterance_probabilities() -> None:
     assert f0_autocorr(y) == pytest.approx(120.0 * 2 ** (info["pitch_semitones"] / 12), rel=0.03)
     y2, info2 = A.augment_utterance(x, on, np.random.default_rng(0))
     assert np.array_equal(y, y2) and info == info2
+
+
+def _two_words(gap_s: float, dip_db: float | None = None) -> np.ndarray:
+    """0.3 s and 0.4 s tone bursts ("hey", "jarvis") with ``gap_s`` between them: digital silence, or with
+    ``dip_db`` a tone ``dip_db`` below the words (an energy valley, no quiet gap)."""
+    a, b = vowel(seconds=0.3), vowel(seconds=0.4)
+    gap = np.zeros(int(gap_s * 16000), dtype=np.float32)
+    if dip_db is not None:
+        gap = vowel(seconds=gap_s) * np.float32(10 ** (-dip_db / 20))
+    return np.concatenate([np.zeros(800, np.float32), a, gap, b, np.zeros(800, np.float32)])
+
+
+def test_pause_goes_into_the_gap_between_words() -> None:
+    x = _two_words(0.08)
+    at, in_gap = A.pause_point(x)
+    gap_start, gap_end = 800 + 4800, 800 + 4800 + 1280
+    assert in_gap and gap_start <= at <= gap_end and abs(at - (gap_start + gap_end) / 2) <= 160
+    y = A.insert_pause(x, 0.25)
+    assert y.size == x.size + 4000
+    np.testing.assert_array_equal(y[:at], x[:at])  # the words themselves are untouched
+    np.testing.assert_array_equal(y[at + 4000 :], x[at:])
+    assert not y[at : at + 4000].any()
+
+
+def test_pause_goes_into_the_energy_valley_without_a_gap_and_fades() -> None:
+    x = _two_words(0.05, dip_db=20.0)  # no 30 ms below -35 dB: no gap, but a valley
+    at, in_gap = A.pause_point(x)
+    assert not in_gap and 800 + 4800 <= at <= 800 + 4800 + 800
+    y = A.insert_pause(x, 0.1)
+    assert y.size == x.size + 1600 and not y[at : at + 1600].any()
+    assert abs(float(y[at - 1])) < 1e-3 and abs(float(y[at + 1600])) < 1e-3  # faded to silence on both sides
+
+
+@pytest.mark.parametrize("x", [np.zeros(16000, np.float32), vowel(seconds=0.03)])
+def test_no_pause_in_silence_or_a_fragment(x: np.ndarray) -> None:
+    assert A.pause_point(x)[0] == -1
+    np.testing.assert_array_equal(A.insert_pause(x, 0.3), x)
+
+
+def test_augment_utterance_pause_probability_and_draws() -> None:
+    x = _two_words(0.08)
+    on = AugmentParams(stretch_prob=0.0, pitch_prob=0.0, pause_prob=1.0, pause_s=(0.2, 0.3))
+    y, info = A.augment_utterance(x, on, np.random.default_rng(0))
+    assert 0.2 <= info["pause_s"] <= 0.3 and y.size == x.size + round(info["pause_s"] * 16000)
+    # off: the rng advances exactly as before pauses existed (4 draws), so other draws do not move
+    rng, ref = np.random.default_rng(1), np.random.default_rng(1)
+    A.augment_utterance(x, AugmentParams(pause_prob=0.0, stretch_prob=0.0, pitch_prob=0.0), rng)
+    ref.random(2), ref.uniform(size=2)
+    assert rng.random() == ref.random()
+    never = AugmentParams(stretch_prob=0.0, pitch_prob=0.0, pause_prob=1e-9)
+    assert A.augment_utterance(x, never, np.random.default_rng(0))[1]["pause_s"] is None
 
 
 def test_reverberate_probabilities() -> None:

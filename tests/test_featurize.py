@@ -74,6 +74,19 @@ def test_training_augmentation_is_applied_and_eval_is_not(pools: Pools) -> None:
     assert rms_dbfs(wet[e0 : e0 + 2500]) > rms_dbfs(dry[e0 : e0 + 2500]) + 20
 
 
+def test_pauses_lengthen_training_utterances_of_every_kind_and_never_eval_clips(pools: Pools) -> None:
+    """``augment.pause_prob``: a positive and a confusable get the same treatment (no label cue); the placed
+    utterance is longer by the pause; evaluation clips are never touched."""
+    aug = AugmentParams(noise_prob=0.0, context_prob=0.0, stretch_prob=0.0, pitch_prob=0.0, rir_prob=0.0,
+                        pause_prob=1.0, pause_s=(0.2, 0.2))
+    for utt in (pools.positive[0], pools.hard_negative[0]):
+        trace: dict = {}
+        _, start, end = render_window(utt, 24000, pools, aug, np.random.default_rng(3), trace=trace)
+        assert trace["pause_s"] == 0.2 and end - start == utt.shape[0] + 3200
+        _, start, end = render_window(utt, 48000, pools, aug, np.random.default_rng(3), eval_mode=True)
+        assert end - start == utt.shape[0]
+
+
 def test_noise_at_requested_snr(pools: Pools) -> None:
     aug = AugmentParams(noise_prob=1.0, context_prob=0.0, snr_db=(10.0, 10.0), level_dbfs=(-20.0, -20.0),
                         noise_floor_dbfs=(-120.0, -120.0))

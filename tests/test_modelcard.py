@@ -180,6 +180,10 @@ def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():
     assert ", recall drop 0.00 points," in render_model_card(inputs, Params())
     aug = next(x for x in card.splitlines() if x.startswith("- Augmentation"))
     assert aug.endswith(", random EQ p 0.5 (tilt up to 30 dB, 2 bands of up to ±6 dB).")
+    assert "pause between words" not in aug
+    paused = Params.model_validate({"augment": {"pause_prob": 0.5, "pause_s": [0.1, 0.4]}})
+    assert ("pitch shift p 0.6, a pause between words p 0.5 (0.1-0.4 s), SpecAugment p 0.5"
+            in render_model_card(small_inputs(), paused))
     micro = Params.model_validate({"features": {"type": "micro", "win_ms": 30.0}})
     assert ", random EQ off." in render_model_card(small_inputs(), micro)  # its gain control undoes a static EQ
     inputs = small_inputs()

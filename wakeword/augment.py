@@ -462,18 +462,83 @@ def apply_rir(x: np.ndarray, rir: np.ndarray, wet: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 
+#: :func:`insert_pause`: analysis frame (10 ms), "quiet" = this far below the loudest frame, shortest gap kept
+PAUSE_FRAME = 160
+PAUSE_QUIET_DB = 35.0
+PAUSE_MIN_GAP_FRAMES = 3
+PAUSE_FADE = 80  # 5 ms fade out / in where the pause goes into a valley rather than an existing gap
+
+
+def pause_point(x: np.ndarray) -> tuple[int, bool]:
+    """Where a pause goes in an utterance: ``(sample, in_gap)``.
+
+    The middle of the longest quiet run (10 ms frames more than ``PAUSE_QUIET_DB`` below the loudest, at least
+    30 ms) strictly between the first and last loud frame: the gap a speaker leaves between words, where
+    there is one (``in_gap`` True). Otherwise the quietest frame from 25% to 60% of the loud region: the
+    energy valley between two words (for "hey jarvis", the closure before "j" at about 40%; later, the "v" of
+    "jarvis" would be the valley) (``in_gap`` False). -1 for an utterance too
+    short or silent to have one."""
+    n = x.shape[0] // PAUSE_FRAME
+    if n < 5:
+        return -1, False
+    frames = np.asarray(x[: n * PAUSE_FRAME], dtype=np.float64).reshape(n, PAUSE_FRAME)
+    db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    if db.max() < -100.0:  # digital silence
+        return -1, False
+    loud = np.flatnonzero(db > db.max() - PAUSE_QUIET_DB)
+    if loud.size < 2 or loud[-1] - loud[0] < 4:
+        return -1, False
+    first, last = int(loud[0]), int(loud[-1])
+    best, run_start = (0, 0), None
+    for i in range(first, last + 1):
+        quiet = db[i] <= db.max() - PAUSE_QUIET_DB
+        if quiet and run_start is None:
+            run_start = i
+        elif not quiet and run_start is not None:
+            best = max(best, (i - run_start, run_start))
+            run_start = None
+    if best[0] >= PAUSE_MIN_GAP_FRAMES:
+        return (best[1] * 2 + best[0]) * PAUSE_FRAME // 2, True
+    lo = first + (last - first) // 4
+    hi = max(lo + 1, first + (3 * (last - first)) // 5)
+    return int((lo + int(np.argmin(db[lo:hi]))) * PAUSE_FRAME + PAUSE_FRAME // 2), False
+
+
+def insert_pause(x: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``x`` with ``seconds`` of silence inserted at :func:`pause_point` (a longer pause between words, as a
+    slow or deliberate speaker, or a comma, makes). In an existing gap the audio there is already quiet; in an
+    energy valley 5 ms fades out and back in keep the cut click-free. ``x`` unchanged when it has no place for
+    a pause or ``seconds`` <= 0."""
+    x = np.asarray(x, dtype=np.float32)
+    at, in_gap = pause_point(x)
+    k = round(float(seconds) * sample_rate)
+    if at < 0 or k <= 0:
+        return x.copy()
+    head, tail = x[:at].copy(), x[at:].copy()
+    if not in_gap:
+        f = min(PAUSE_FADE, head.shape[0], tail.shape[0])
+        ramp = np.linspace(1.0, 0.0, f, dtype=np.float32)
+        head[head.shape[0] - f :] *= ramp
+        tail[:f] *= ramp[::-1]
+    return np.concatenate([head, np.zeros(k, dtype=np.float32), tail])
+
+
 def augment_utterance(
     x: np.ndarray, aug: AugmentParams, rng: np.random.Generator,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Time-stretch (p = ``stretch_prob``, rate uniform in ``stretch_range``) and pitch-shift (p = ``pitch_prob``,
-    semitones uniform in ``pitch_semitones``) one utterance before it is placed in a window.
+    semitones uniform in ``pitch_semitones``) one utterance before it is placed in a window; then, with p =
+    ``pause_prob``, a pause uniform in ``pause_s`` inserted between its words (:func:`insert_pause`).
 
-    Always draws four numbers from ``rng`` (so the stream does not depend on the outcome); returns the audio
-    and ``{"stretch_rate": rate or None, "pitch_semitones": semitones or None}`` (None: not applied)."""
+    Always draws four numbers from ``rng``, and two more when ``pause_prob`` > 0 (so the stream does not
+    depend on the outcome, and is the one before pauses existed when they are off); returns the audio and
+    ``{"stretch_rate": rate or None, "pitch_semitones": semitones or None, "pause_s": seconds or None}``
+    (None: not applied)."""
     u_stretch, u_pitch = rng.random(2)
     rate = float(rng.uniform(*aug.stretch_range))
     semis = float(rng.uniform(*aug.pitch_semitones))
-    info: dict[str, Any] = {"stretch_rate": None, "pitch_semitones": None}
+    u_pause, pause = (float(rng.random()), float(rng.uniform(*aug.pause_s))) if aug.pause_prob > 0 else (1.0, 0.0)
+    info: dict[str, Any] = {"stretch_rate": None, "pitch_semitones": None, "pause_s": None}
     y = np.asarray(x)
     if u_stretch < aug.stretch_prob and rate != 1.0:
         y = time_stretch(y, rate)
@@ -481,6 +546,9 @@ def augment_utterance(
     if u_pitch < aug.pitch_prob and semis != 0.0:
         y = pitch_shift(y, semis)
         info["pitch_semitones"] = semis
+    if u_pause < aug.pause_prob and pause > 0.0:
+        y = insert_pause(y, pause)
+        info["pause_s"] = pause
     return np.array(y, dtype=np.float32), info
 
 

@@ -119,7 +119,7 @@ def detect(model_dir: Path, wavs: tuple[Path, ...], threshold: float | None, pre
 def augment_preview(out_dir: Path, params_path: Path, split_dir: Path, synth_dir: Path, own_dir: Path, count: int,
                     kind: str) -> None:
     """Write COUNT augmented training windows (and each dry utterance) to OUT_DIR to listen to, with
-    preview.json saying what was applied (stretch, pitch, level, context, room impulse response, wet)."""
+    preview.json saying what was applied (stretch, pitch, pause, level, context, room impulse response, wet)."""
     from wakeword.featurize import FeaturizeError, augment_preview
     from wakeword.manifest import ManifestError
     from wakeword.params import ParamsError, load_params

@@ -530,7 +530,10 @@ def _training_section(inputs: ModelCardInputs, params: Params) -> list[str]:
     lines.append(
         f"- Augmentation ({a.mode}, training windows only): background noise p {_g(a.noise_prob)} at "
         f"{_g(a.snr_db[0])}-{_g(a.snr_db[1])} dB SNR, room reverb p {_g(a.rir_prob)}, time stretch p "
-        f"{_g(a.stretch_prob)}, pitch shift p {_g(a.pitch_prob)}, SpecAugment p {_g(a.spec_prob)}, {eq_txt}.")
+        f"{_g(a.stretch_prob)}, pitch shift p {_g(a.pitch_prob)}, "
+        + (f"a pause between words p {_g(a.pause_prob)} ({_g(a.pause_s[0])}-{_g(a.pause_s[1])} s), "
+           if a.pause_prob > 0 else "")
+        + f"SpecAugment p {_g(a.spec_prob)}, {eq_txt}.")
     return lines
 
 

@@ -223,6 +223,8 @@ class AugmentParams(_Section):
     stretch_range: Range = (0.85, 1.15)
     pitch_prob: float = Field(0.6, ge=0.0, le=1.0)
     pitch_semitones: Range = (-4.0, 4.0)
+    pause_prob: float = Field(0.0, ge=0.0, le=1.0)
+    pause_s: Range = (0.1, 0.4)
     rir_prob: float = Field(0.25, ge=0.0, le=1.0)
     rir_wet: Range = (0.3, 0.7)
     rir_rt60_s: Range = (0.15, 0.9)
@@ -241,12 +243,14 @@ class AugmentParams(_Section):
     @model_validator(mode="after")
     def _ranges(self) -> AugmentParams:
         for name in ("snr_db", "level_dbfs", "noise_floor_dbfs", "eval_snr_db", "stretch_range", "pitch_semitones",
-                     "rir_wet", "rir_rt60_s", "rir_room_m"):
+                     "pause_s", "rir_wet", "rir_rt60_s", "rir_room_m"):
             _check_range(name, getattr(self, name))
         if not (0.5 <= self.stretch_range[0] and self.stretch_range[1] <= 2.0):
             raise ValueError(f"stretch_range must lie within [0.5, 2.0], got {list(self.stretch_range)}")
         if not (-12.0 <= self.pitch_semitones[0] and self.pitch_semitones[1] <= 12.0):
             raise ValueError(f"pitch_semitones must lie within [-12, 12], got {list(self.pitch_semitones)}")
+        if not (0.0 <= self.pause_s[0] and self.pause_s[1] <= 1.0):
+            raise ValueError(f"pause_s must lie within [0, 1] s, got {list(self.pause_s)}")
         if not (0.0 <= self.rir_wet[0] and self.rir_wet[1] <= 1.0):
             raise ValueError(f"rir_wet must lie within [0, 1], got {list(self.rir_wet)}")
         if not (0.05 <= self.rir_rt60_s[0] and self.rir_rt60_s[1] <= 3.0):
