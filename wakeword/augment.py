@@ -476,8 +476,7 @@ def pause_point(x: np.ndarray) -> tuple[int, bool]:
     30 ms) strictly between the first and last loud frame: the gap a speaker leaves between words, where
     there is one (``in_gap`` True). Otherwise the quietest frame from 25% to 60% of the loud region: the
     energy valley between two words (for "hey jarvis", the closure before "j" at about 40%; later, the "v" of
-    "jarvis" would be the valley) (``in_gap`` False). -1 for an utterance too
-    short or silent to have one."""
+    "jarvis" would be the valley) (``in_gap`` False). -1 for an utterance too short or silent to have one."""
     n = x.shape[0] // PAUSE_FRAME
     if n < 5:
         return -1, False

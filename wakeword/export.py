@@ -405,8 +405,8 @@ def _annotate_remaining_ops(gm: torch.fx.GraphModule, config: object) -> None:
         if not inputs or not isinstance(val, torch.Tensor) or not val.is_floating_point():
             continue
         if name in _SHARED and inputs[0].op == "placeholder" and not annotated_output(inputs[0]):
-            # a shape or reduction op reading the model input (model.subtract_window_mean's MEAN): int8 in, and
-            # out with the input's qparams
+            # a shape or reduction op reading the model input (the temporal models' first reshape,
+            # model.subtract_window_mean's MEAN): int8 in, and out with the input's qparams
             in_map = {a: input_spec(a, node) for a in inputs}
             shared = SharedQuantizationSpec((inputs[0], node))
             node.meta["quantization_annotation"] = QuantizationAnnotation(
