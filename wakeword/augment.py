@@ -484,16 +484,16 @@ def pause_point(x: np.ndarray) -> tuple[int, bool]:
     db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     if db.max() < -100.0:  # digital silence
         return -1, False
-    loud = np.flatnonzero(db > db.max() - PAUSE_QUIET_DB)
+    quiet = db <= db.max() - PAUSE_QUIET_DB
+    loud = np.flatnonzero(~quiet)
     if loud.size < 2 or loud[-1] - loud[0] < 4:
         return -1, False
     first, last = int(loud[0]), int(loud[-1])
     best, run_start = (0, 0), None
     for i in range(first, last + 1):
-        quiet = db[i] <= db.max() - PAUSE_QUIET_DB
-        if quiet and run_start is None:
+        if quiet[i] and run_start is None:
             run_start = i
-        elif not quiet and run_start is not None:
+        elif not quiet[i] and run_start is not None:
             best = max(best, (i - run_start, run_start))
             run_start = None
     if best[0] >= PAUSE_MIN_GAP_FRAMES:
