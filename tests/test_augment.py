@@ -480,3 +480,65 @@ def test_apply_eq_adds_the_mapped_offset_to_every_frame() -> None:
     torch.testing.assert_close(y[2, :, 3] - x[2, :, 3], torch.full((7,), 0.3 * np.log(10)))
     with pytest.raises(ValueError, match="shapes"):
         A.apply_eq(x, curves[:, :3], per_db)
+
+
+# ------------------------------------------------------------------------------------------------ frequency warp
+
+
+def test_warp_factors_follow_the_documented_draws_and_are_log_uniform() -> None:
+    n, lo, hi = 20000, 0.84, 1.19
+    f = A.warp_factors(n, torch.Generator().manual_seed(7), 0.5, lo, hi).numpy()
+    ref = torch.Generator().manual_seed(7)
+    chosen = (torch.rand(n, generator=ref) < 0.5).numpy()
+    u = torch.rand(n, generator=ref, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(f, np.where(chosen, lo * (hi / lo) ** u, 1.0), rtol=1e-12)
+    assert np.all(f[~chosen] == 1.0) and np.all((f[chosen] >= lo) & (f[chosen] <= hi))
+    # log-uniform: P(f > 1.1) = ln(1.19 / 1.1) / ln(1.19 / 0.84) = 0.226 and P(f < 1 / 1.1) = 0.227 (a uniform
+    # draw would give 0.257 and 0.197); about 10,000 chosen factors: standard error 0.004
+    below, above = np.mean(f[chosen] < 1 / 1.1), np.mean(f[chosen] > 1.1)
+    assert abs(above - 0.226) < 0.015 and abs(below - 0.227) < 0.015
+
+
+def test_warp_factors_with_prob_zero_draw_nothing_and_bad_arguments_are_refused() -> None:
+    g = torch.Generator().manual_seed(1)
+    before = g.get_state()
+    assert torch.equal(A.warp_factors(9, g, 0.0, 0.8, 1.2), torch.ones(9, dtype=torch.float64))
+    assert torch.equal(g.get_state(), before)
+    with pytest.raises(ValueError, match="prob must lie within"):
+        A.warp_factors(3, g, 1.5, 0.8, 1.2)
+    with pytest.raises(ValueError, match="need 0 < lo <= hi"):
+        A.warp_factors(3, g, 0.5, 1.2, 0.8)
+
+
+def test_apply_frequency_warp_maps_the_chosen_rows_and_leaves_the_others() -> None:
+    x = torch.randn(4, 5, 3)
+    rows = torch.tensor([1, 3])
+    maps = torch.stack([torch.eye(3).flip(0), 2 * torch.eye(3)])
+    offsets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    y = A.apply_frequency_warp(x, rows, maps, offsets)
+    torch.testing.assert_close(y[1], x[1].flip(1) + torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(y[3], 2 * x[3] - torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(y[0], x[0]) and torch.equal(y[2], x[2])
+    assert torch.equal(A.apply_frequency_warp(x, rows[:0], maps[:0], offsets[:0]), x)
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        A.apply_frequency_warp(x, rows, maps[:1], offsets)
+
+
+@pytest.mark.parametrize(("kw", "features_type", "on"), [
+    ({"warp_prob": 0.5}, "log_mel", True),
+    ({"warp_prob": 0.5}, "mfcc", True),
+    ({"warp_prob": 0.5}, "micro", False),  # the front end's state would not follow a warped frame
+    ({"warp_prob": 0.0}, "log_mel", False),
+    ({"warp_prob": 0.5, "warp_range": [1.0, 1.0]}, "log_mel", False),
+    ({"warp_prob": 1.0, "warp_range": [1.0, 1.1]}, "log_mel", True),
+])
+def test_frequency_warp_applies_only_with_a_chance_a_range_and_linear_features(kw: dict, features_type: str,
+                                                                                on: bool) -> None:
+    assert A.frequency_warp_applies(AugmentParams(**kw), features_type) is on
+
+
+def test_warp_range_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"warp_range must lie within \[0.7, 1.4\]"):
+        AugmentParams(warp_range=[0.5, 1.2])
+    with pytest.raises(ValueError, match="warp_range"):
+        AugmentParams(warp_range=[1.2, 0.9])

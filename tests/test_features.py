@@ -82,3 +82,68 @@ def test_short_and_bad_input() -> None:
     with pytest.raises(ValueError, match="mono"):
         log_mel(np.zeros((2, 1000), dtype=np.float32), fp)
     assert log_mel(np.zeros(400, dtype=np.float32), fp).min() == pytest.approx(np.log(fp.log_floor))
+
+
+# ------------------------------------------------------------------------------------------------ frequency warp
+
+
+def _reference_warp(logmel: np.ndarray, fp: FeatureParams, factor: float) -> np.ndarray:
+    """Per-bin np.interp on the mel axis: output bin i reads the input at mel(centre_hz[i] / factor)."""
+    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+    hz = lambda m: 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+    centres = np.linspace(mel(fp.f_min_hz), mel(fp.f_max_hz), fp.n_mels + 2)[1:-1]
+    src = mel(hz(centres) / factor)
+    return np.stack([np.interp(src, centres, row) for row in logmel])  # np.interp holds the edge values
+
+
+@pytest.mark.parametrize("factor", [0.8, 0.9, 1.0, 1.07, 1.25])
+def test_frequency_warp_map_matches_a_per_bin_interpolation(factor: float) -> None:
+    from wakeword.features import frequency_warp_maps
+
+    fp = FeatureParams()
+    x = np.random.default_rng(3).standard_normal((7, fp.n_mels))
+    m = frequency_warp_maps(fp, np.array([factor]))[0]
+    np.testing.assert_allclose(x @ m, _reference_warp(x, fp, factor), atol=1e-5)
+    if factor == 1.0:
+        np.testing.assert_array_equal(m, np.eye(fp.n_mels, dtype=np.float32))
+
+
+@pytest.mark.parametrize("factor", [0.84, 1.19])
+def test_frequency_warp_moves_a_tone_where_a_tone_at_factor_times_its_frequency_lies(factor: float) -> None:
+    """The log-mel of a 600 / 1500 / 3000 Hz tone, warped by ``factor``, peaks in the bin where the log-mel of a
+    tone at ``factor`` times the frequency peaks."""
+    from wakeword.features import frequency_warp_maps
+
+    fp = FeatureParams()
+    t = np.arange(16000) / 16000.0
+    m = frequency_warp_maps(fp, np.array([factor]))[0]
+    for hz in (600.0, 1500.0, 3000.0):
+        warped = (log_mel(np.sin(2 * np.pi * hz * t).astype(np.float32), fp) @ m).mean(axis=0)
+        moved = log_mel(np.sin(2 * np.pi * hz * factor * t).astype(np.float32), fp).mean(axis=0)
+        assert int(np.argmax(warped)) == int(np.argmax(moved)), (hz, factor)
+        assert int(np.argmax(warped)) != int(np.argmax(log_mel(np.sin(2 * np.pi * hz * t).astype(np.float32),
+                                                                  fp).mean(axis=0)))
+
+
+def test_frequency_warp_of_mfcc_is_the_dct_of_the_warped_smoothed_log_mel() -> None:
+    from scipy.fft import dct, idct
+
+    from wakeword.features import frequency_warp_maps
+
+    fp = FeatureParams(type="mfcc", n_mels=32, n_mfcc=12)
+    c = np.random.default_rng(4).standard_normal((5, fp.n_mfcc))
+    smoothed = idct(np.pad(c, ((0, 0), (0, fp.n_mels - fp.n_mfcc))), norm="ortho", axis=1)
+    want = dct(_reference_warp(smoothed, fp, 1.15), norm="ortho", axis=1)[:, :fp.n_mfcc]
+    got = c @ frequency_warp_maps(fp, np.array([1.15]))[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_frequency_warp_refuses_micro_features_and_bad_factors() -> None:
+    from wakeword.features import frequency_warp_maps
+
+    with pytest.raises(ValueError, match="features.type 'micro' takes no frequency warp"):
+        frequency_warp_maps(FeatureParams(type="micro", win_ms=30.0), np.array([1.1]))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="factors must be finite and > 0"):
+            frequency_warp_maps(FeatureParams(), np.array([1.0, bad]))
+    assert frequency_warp_maps(FeatureParams(), np.array([])).shape == (0, 40, 40)

@@ -184,8 +184,14 @@ def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():
     paused = Params.model_validate({"augment": {"pause_prob": 0.5, "pause_s": [0.1, 0.4]}})
     assert ("pitch shift p 0.6, a pause between words p 0.5 (0.1-0.4 s), SpecAugment p 0.5"
             in render_model_card(small_inputs(), paused))
-    micro = Params.model_validate({"features": {"type": "micro", "win_ms": 30.0}})
-    assert ", random EQ off." in render_model_card(small_inputs(), micro)  # its gain control undoes a static EQ
+    assert "frequency warp" not in aug
+    warped = Params.model_validate({"augment": {"warp_prob": 0.5, "warp_range": [0.84, 1.19]}})
+    assert ("pitch shift p 0.6, a frequency warp p 0.5 (factor 0.84-1.19), SpecAugment p 0.5"
+            in render_model_card(small_inputs(), warped))
+    micro = Params.model_validate({"features": {"type": "micro", "win_ms": 30.0}, "augment": {"warp_prob": 0.5}})
+    micro_card = render_model_card(small_inputs(), micro)
+    assert ", random EQ off." in micro_card  # its gain control undoes a static EQ
+    assert "frequency warp" not in micro_card  # and its state would not follow a warped frame
     inputs = small_inputs()
     inputs["mining"] = {"enabled": False, "mined": 0}
     assert "- Hard-negative mining: off (`mine.enabled` false)" in render_model_card(inputs, Params())

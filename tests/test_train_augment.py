@@ -4,6 +4,7 @@ fresh windows every epoch, and the on-the-fly windows are the featurize stage's 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,19 +48,20 @@ def _sets(rng: np.random.Generator) -> tuple[FeatureSet, FeatureSet, np.ndarray]
     return fs(64, WINDOW, False), fs(12, EVAL, True), rng.standard_normal((3000, F)).astype(np.float32)
 
 
-def _train(tmp: Path, aug: AugmentParams | None, epoch_windows=None) -> dict[str, torch.Tensor]:
-    return _run(tmp, aug, epoch_windows)[0]
+def _train(tmp: Path, aug: AugmentParams | None, epoch_windows=None, **kw: Any) -> dict[str, torch.Tensor]:
+    return _run(tmp, aug, epoch_windows, **kw)[0]
 
 
-def _run(tmp: Path, aug: AugmentParams | None, epoch_windows=None):
+def _run(tmp: Path, aug: AugmentParams | None, epoch_windows=None, features: FeatureParams | None = None,
+         **train_kw: Any):
     train_set, val_set, stream = _sets(np.random.default_rng(0))
     cmvn = CMVN(np.zeros(F, np.float32), np.ones(F, np.float32), "log_mel", 1)
     index = {"window_frames": WINDOW, "step_frames": STEP, "n_features": F}
     data = TrainData(train_set, val_set, stream, 0.01, cmvn, index, epoch_windows)
     setup = TrainSetup(ModelParams(arch="ds_tcn", ds_tcn={"channels": 8, "blocks": 1}),
                        TrainParams(epochs=3, batch_size=16, warmup_epochs=0), DetectorParams(), CalibrateParams(),
-                       AudioParams(), 5, aug)
-    result = train_model(data, setup, tmp / "model.pt")
+                       AudioParams(), 5, aug, features or FeatureParams())
+    result = train_model(data, setup, tmp / "model.pt", **train_kw)
     model, _ = load_checkpoint(tmp / "model.pt")
     return {k: v.clone() for k, v in model.state_dict().items()}, result
 
@@ -97,6 +99,55 @@ def test_eq_feature_map_divides_by_the_cmvn_std_and_is_off_for_micro() -> None:
     assert eq_feature_map(setup, cmvn) is None
     setup.features, setup.augment = FeatureParams(), AugmentParams(eq_prob=0.0)
     assert eq_feature_map(setup, cmvn) is None
+
+
+def test_frequency_warp_switch_changes_training_and_resumes(tmp_path: Path) -> None:
+    base = {"spec_prob": 0.0, "eq_prob": 0.0}
+    off = _train(tmp_path / "a", AugmentParams(**base))
+    on = _train(tmp_path / "b", AugmentParams(**base, warp_prob=1.0))
+    again = _train(tmp_path / "c", AugmentParams(**base, warp_prob=1.0))
+    assert all(torch.equal(on[k], again[k]) for k in on)  # deterministic
+    assert any(not torch.equal(off[k], on[k]) for k in off)  # the warp reached the model
+    # a range of [1, 1] and micro features are the same as off: no draw, no change
+    flat = _train(tmp_path / "d", AugmentParams(**base, warp_prob=1.0, warp_range=[1.0, 1.0]))
+    assert all(torch.equal(off[k], flat[k]) for k in off)
+    micro = FeatureParams(type="micro", win_ms=30.0)
+    assert all(torch.equal(a, b) for a, b in zip(_train(tmp_path / "e", AugmentParams(**base), features=micro).values(),
+                                                 _train(tmp_path / "f", AugmentParams(**base, warp_prob=1.0),
+                                                        features=micro).values(), strict=True))
+
+    class Killed(Exception):
+        pass
+
+    def die(epoch: int, _row: dict[str, float]) -> None:
+        if epoch == 1:
+            raise Killed
+
+    aug = AugmentParams(**base, warp_prob=0.5)
+    full = _train(tmp_path / "g", aug, state_dir=tmp_path / "g" / "state")
+    with pytest.raises(Killed):
+        _run(tmp_path / "h", aug, state_dir=tmp_path / "h" / "state", on_epoch=die)
+    weights, result = _run(tmp_path / "h", aug, state_dir=tmp_path / "h" / "state")
+    assert result.resumed_from_epoch == 1  # the warp's generator state came back with the rest
+    assert all(torch.equal(full[k], weights[k]) for k in full)
+
+
+def test_normalised_warp_maps_warp_the_raw_features() -> None:
+    from wakeword.features import frequency_warp_maps
+    from wakeword.train import normalised_warp_maps
+
+    rng = np.random.default_rng(2)
+    mean, std = rng.normal(-5, 2, F).astype(np.float32), rng.uniform(0.5, 3, F).astype(np.float32)
+    cmvn = CMVN(mean, std, "log_mel", 1)
+    fp, factors = FeatureParams(), np.array([0.85, 1.18])
+    raw = rng.normal(-5, 3, (2, 7, F))
+    maps, offsets = normalised_warp_maps(fp, cmvn, factors)
+    got = cmvn.apply(raw.astype(np.float32)) @ maps.numpy() + offsets.numpy()[:, None, :]
+    want = np.stack([cmvn.apply((raw[k] @ frequency_warp_maps(fp, factors[k:k + 1])[0]).astype(np.float32))
+                     for k in range(2)])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    with pytest.raises(ValueError, match="the CMVN has 16"):
+        normalised_warp_maps(fp, CMVN(np.zeros(16, np.float32), np.ones(16, np.float32), "log_mel", 1), factors)
 
 
 def test_on_the_fly_windows_are_requested_every_epoch(tmp_path: Path) -> None:

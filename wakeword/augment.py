@@ -621,6 +621,52 @@ def spec_augment(
     return x.masked_fill(mask.to(x.device), value)
 
 
+#: Feature types training warps in frequency (:func:`wakeword.features.frequency_warp_maps`: a linear map of
+#: each frame). Not micro: its noise reduction and gain control carry state a warped frame would not have had.
+WARP_FEATURE_TYPES = ("log_mel", "mfcc")
+
+
+def frequency_warp_applies(a: AugmentParams, features_type: str) -> bool:
+    """Whether training warps windows in frequency: some are chosen (``warp_prob`` > 0), the factor range is not
+    [1, 1], and the features take it (:data:`WARP_FEATURE_TYPES`). The train stage and the model card ask this."""
+    return a.warp_prob > 0 and tuple(a.warp_range) != (1.0, 1.0) and features_type in WARP_FEATURE_TYPES
+
+
+def warp_factors(n: int, generator: torch.Generator, prob: float, lo: float, hi: float) -> torch.Tensor:
+    """``(n,)`` float64 frequency-warp factors for a batch: 1 where a window is not chosen (probability ``prob``),
+    else log-uniform in ``[lo, hi]`` (as likely 1/1.19 as 1.19). Draw order: ``rand(n)`` for the decision, then
+    ``rand(n)`` for the factors; nothing is drawn when ``prob`` is 0."""
+    import torch
+
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"warp_factors: prob must lie within [0, 1], got {prob}")
+    if not 0.0 < lo <= hi:
+        raise ValueError(f"warp_factors: need 0 < lo <= hi, got [{lo}, {hi}]")
+    if prob == 0.0 or n == 0:
+        return torch.ones(n, dtype=torch.float64)
+    dev = generator.device
+    chosen = torch.rand(n, generator=generator, device=dev) < prob
+    u = torch.rand(n, generator=generator, device=dev, dtype=torch.float64)
+    f = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+    return torch.where(chosen, f, torch.ones_like(f)).cpu()
+
+
+def apply_frequency_warp(x: torch.Tensor, rows: torch.Tensor, maps: torch.Tensor,
+                         offsets: torch.Tensor) -> torch.Tensor:
+    """Warp windows ``rows`` of ``x`` (batch, frames, features): ``x[r] @ maps[k] + offsets[k]`` for the k-th
+    row, the others untouched. ``maps`` ``(k, features, features)`` and ``offsets`` ``(k, features)`` are a
+    linear map of one frame (:func:`wakeword.features.frequency_warp_maps`, carried into the normalised
+    feature space by the train stage). Returns a new tensor."""
+    if x.dim() != 3 or rows.dim() != 1 or maps.shape != (rows.shape[0], x.shape[2], x.shape[2]) \
+            or offsets.shape != (rows.shape[0], x.shape[2]):
+        raise ValueError(f"apply_frequency_warp: shapes do not fit: x {tuple(x.shape)}, rows {tuple(rows.shape)}, "
+                         f"maps {tuple(maps.shape)}, offsets {tuple(offsets.shape)}")
+    out = x.clone()
+    if rows.numel():
+        out[rows] = x[rows] @ maps.to(x.dtype) + offsets.to(x.dtype)[:, None, :]
+    return out
+
+
 def revoice(x: np.ndarray, semitones: float, formant: float) -> np.ndarray:
     """Another speaker from the same voice: the fundamental moves by ``semitones`` and the formants by the
     factor ``formant``, independently, duration and level kept.

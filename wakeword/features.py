@@ -139,6 +139,45 @@ def db_gain_to_features(fp: FeatureParams) -> np.ndarray | None:
     raise ValueError(f"unknown features.type {fp.type!r}")
 
 
+def frequency_warp_maps(fp: FeatureParams, factors: np.ndarray) -> np.ndarray:
+    """``(len(factors), features, features)`` float32: ``frame @ maps[k]`` is ``frame`` with its spectrum
+    scaled in frequency by ``factors[k]`` (content at ``f`` Hz moves to ``factors[k] * f``).
+
+    A vocal-tract-length (and pitch) change made on features: mel bin ``i`` of the warped frame takes the
+    log-mel at ``centre_hz[i] / factor``, linearly interpolated between the two mel bins around it on the mel
+    axis; outside the bank's first and last centre it takes the edge bin (nothing is known beyond them).
+    Factor 1 is the identity. log_mel: the map is that interpolation matrix, transposed. mfcc: the DCT is
+    orthonormal, so ``mfcc @ D.T`` is the log-mel smoothed to ``n_mfcc`` coefficients; the map is
+    ``D.T @ W.T @ D`` (warp that smoothed log-mel, then take its DCT). micro: refused, its per-channel noise
+    reduction and gain control carry state that a warped frame would not have had.
+    """
+    f = np.asarray(factors, dtype=np.float64).reshape(-1)
+    if fp.type not in ("log_mel", "mfcc"):
+        raise ValueError(f"frequency_warp_maps: features.type {fp.type!r} takes no frequency warp "
+                         "(only log_mel and mfcc)")
+    if not np.all(np.isfinite(f)) or np.any(f <= 0):
+        raise ValueError(f"frequency_warp_maps: factors must be finite and > 0, got {f.tolist()}")
+    n = fp.n_mels
+    mel_edges = np.linspace(hz_to_mel(fp.f_min_hz), hz_to_mel(fp.f_max_hz), n + 2)
+    centres_mel = mel_edges[1:-1]
+    step = centres_mel[1] - centres_mel[0]
+    src_mel = hz_to_mel(mel_to_hz(centres_mel)[None, :] / f[:, None])  # (k, n): where output bin i reads from
+    pos = np.clip((src_mel - centres_mel[0]) / step, 0.0, n - 1.0)
+    pos = np.where(np.abs(pos - np.round(pos)) < 1e-9, np.round(pos), pos)  # factor 1: exactly the identity
+    lo = np.minimum(np.floor(pos).astype(np.int64), n - 2)
+    frac = pos - lo
+    w = np.zeros((f.size, n, n))  # w[k, i, j]: weight of input bin j in output bin i
+    rows = np.arange(n)[None, :].repeat(f.size, 0)
+    ks = np.arange(f.size)[:, None].repeat(n, 1)
+    w[ks, rows, lo] = 1.0 - frac
+    w[ks, rows, lo + 1] += frac
+    maps = np.transpose(w, (0, 2, 1))  # frame @ W.T
+    if fp.type == "mfcc":
+        d = dct_matrix(fp.n_mels, fp.n_mfcc).astype(np.float64)
+        maps = d.T[None] @ maps @ d[None]
+    return maps.astype(np.float32)
+
+
 def frames_for(n_samples: int, fp: FeatureParams) -> int:
     """Frames the features of ``n_samples`` samples have, for ``fp``'s type."""
     if fp.type == "micro":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from wakeword.augment import random_eq_applies
+from wakeword.augment import frequency_warp_applies, random_eq_applies
 from wakeword.params import Params
 from wakeword.plots import _confusable_cell, _num, _pct  # the report's cell formats
 
@@ -533,6 +533,8 @@ def _training_section(inputs: ModelCardInputs, params: Params) -> list[str]:
         f"{_g(a.stretch_prob)}, pitch shift p {_g(a.pitch_prob)}, "
         + (f"a pause between words p {_g(a.pause_prob)} ({_g(a.pause_s[0])}-{_g(a.pause_s[1])} s), "
            if a.pause_prob > 0 else "")
+        + (f"a frequency warp p {_g(a.warp_prob)} (factor {_g(a.warp_range[0])}-{_g(a.warp_range[1])}), "
+           if frequency_warp_applies(a, params.features.type) else "")
         + f"SpecAugment p {_g(a.spec_prob)}, {eq_txt}.")
     return lines
 

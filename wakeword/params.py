@@ -239,11 +239,13 @@ class AugmentParams(_Section):
     eq_tilt_db: float = Field(30.0, ge=0.0, le=40.0)
     eq_bands: int = Field(2, ge=0, le=8)
     eq_band_db: float = Field(6.0, ge=0.0, le=24.0)
+    warp_prob: float = Field(0.0, ge=0.0, le=1.0)
+    warp_range: Range = (0.84, 1.19)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentParams:
         for name in ("snr_db", "level_dbfs", "noise_floor_dbfs", "eval_snr_db", "stretch_range", "pitch_semitones",
-                     "pause_s", "rir_wet", "rir_rt60_s", "rir_room_m"):
+                     "pause_s", "rir_wet", "rir_rt60_s", "rir_room_m", "warp_range"):
             _check_range(name, getattr(self, name))
         if not (0.5 <= self.stretch_range[0] and self.stretch_range[1] <= 2.0):
             raise ValueError(f"stretch_range must lie within [0.5, 2.0], got {list(self.stretch_range)}")
@@ -251,6 +253,8 @@ class AugmentParams(_Section):
             raise ValueError(f"pitch_semitones must lie within [-12, 12], got {list(self.pitch_semitones)}")
         if not (0.0 <= self.pause_s[0] and self.pause_s[1] <= 1.0):
             raise ValueError(f"pause_s must lie within [0, 1] s, got {list(self.pause_s)}")
+        if not (0.7 <= self.warp_range[0] and self.warp_range[1] <= 1.4):
+            raise ValueError(f"warp_range must lie within [0.7, 1.4], got {list(self.warp_range)}")
         if not (0.0 <= self.rir_wet[0] and self.rir_wet[1] <= 1.0):
             raise ValueError(f"rir_wet must lie within [0, 1], got {list(self.rir_wet)}")
         if not (0.05 <= self.rir_rt60_s[0] and self.rir_rt60_s[1] <= 3.0):

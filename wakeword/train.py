@@ -45,13 +45,23 @@ from torch import nn
 from tqdm import tqdm
 
 from wakeword import metrics
-from wakeword.augment import EQ_FEATURE_TYPES, apply_eq, eq_curves, random_eq_applies, spec_augment
+from wakeword.augment import (
+    EQ_FEATURE_TYPES,
+    WARP_FEATURE_TYPES,
+    apply_eq,
+    apply_frequency_warp,
+    eq_curves,
+    frequency_warp_applies,
+    random_eq_applies,
+    spec_augment,
+    warp_factors,
+)
 from wakeword.calibration import threshold_grid
 from wakeword.checkpoint import save_checkpoint
 from wakeword.cmvn import CMVN, EPS
 from wakeword.ema import EMA, ema_decay
 from wakeword.evaluation import labeled_windows, operating_curve, score_set
-from wakeword.features import db_gain_to_features
+from wakeword.features import db_gain_to_features, frequency_warp_maps
 from wakeword.featureset import FeatureSet
 from wakeword.losses import (
     ClassificationLoss,
@@ -222,6 +232,33 @@ def eq_feature_map(setup: TrainSetup, cmvn: CMVN) -> torch.Tensor | None:
     if m.shape[1] != cmvn.n_features:
         raise ValueError(f"features params give {m.shape[1]} features per frame, the CMVN has {cmvn.n_features}")
     return torch.from_numpy((m / (cmvn.std.astype(np.float64) + EPS)[None, :]).astype(np.float32))
+
+
+def frequency_warp_on(setup: TrainSetup) -> bool:
+    """Whether training warps windows in frequency (:func:`wakeword.augment.frequency_warp_applies`); with
+    ``features.type: micro`` it does not, and says so in the log."""
+    a = setup.augment
+    if a is None:
+        return False
+    if frequency_warp_applies(a, setup.features.type):
+        return True
+    if frequency_warp_applies(a, WARP_FEATURE_TYPES[0]):
+        log.info("augment.warp_prob: no frequency warp with features.type %s (its front end's state would not "
+                 "follow a warped frame)", setup.features.type)
+    return False
+
+
+def normalised_warp_maps(fp: FeatureParams, cmvn: CMVN, factors: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frequency-warp maps for CMVN-normalised frames: ``(maps, offsets)`` with ``x @ maps[k] + offsets[k]``
+    equal to ``normalise(denormalise(x) @ frequency_warp_maps(fp, factors)[k])``."""
+    m = frequency_warp_maps(fp, factors).astype(np.float64)
+    if m.shape[1] != cmvn.n_features:
+        raise ValueError(f"features params give {m.shape[1]} features per frame, the CMVN has {cmvn.n_features}")
+    s = cmvn.std.astype(np.float64) + EPS
+    mu = cmvn.mean.astype(np.float64)
+    maps = s[None, :, None] * m / s[None, None, :]
+    offsets = (mu @ m - mu[None, :]) / s[None, :]
+    return torch.from_numpy(maps.astype(np.float32)), torch.from_numpy(offsets.astype(np.float32))
 
 
 def fingerprint(setup: TrainSetup, data: TrainData, init: dict[str, torch.Tensor] | None, teacher_id: str) -> str:
@@ -421,6 +458,7 @@ def train_model(
     use_spec = (setup.augment is not None and setup.augment.spec_prob > 0
                 and (setup.augment.spec_time_masks + setup.augment.spec_freq_masks) > 0)
     eq_map = eq_feature_map(setup, data.cmvn)
+    warp_on = frequency_warp_on(setup)
     amp = device.type == "cuda" and tp.mixed_precision
     scaler = torch.amp.GradScaler("cuda") if amp else None
 
@@ -434,6 +472,7 @@ def train_model(
     spec_gen = torch.Generator().manual_seed(setup.seed + 1)
     trip_gen = torch.Generator().manual_seed(setup.seed + 2)
     eq_gen = torch.Generator().manual_seed(setup.seed + 3)
+    warp_gen = torch.Generator().manual_seed(setup.seed + 4)
 
     def batch_loss(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor, kb: torch.Tensor,
                    triplet: bool, wb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -509,6 +548,7 @@ def train_model(
         gen.set_state(state["gen"])
         spec_gen.set_state(state["spec_gen"])
         eq_gen.set_state(state["eq_gen"])
+        warp_gen.set_state(state["warp_gen"])
         trip_gen.set_state(state["trip_gen"])
         history = [dict(r) for r in state["history"]]
         prog.restore(state["progress"])
@@ -545,6 +585,12 @@ def train_model(
             for group in opt.param_groups:
                 group["lr"] = lr
             xb = x[idx]
+            if warp_on:  # first: the warp makes another speaker; masks and EQ are the channel after it
+                assert setup.augment is not None
+                factors = warp_factors(xb.shape[0], warp_gen, setup.augment.warp_prob, *setup.augment.warp_range)
+                rows = torch.nonzero(factors != 1.0).flatten()
+                maps, offsets = normalised_warp_maps(setup.features, data.cmvn, factors[rows].numpy())
+                xb = apply_frequency_warp(xb, rows, maps, offsets)
             if use_spec:
                 assert setup.augment is not None
                 a = setup.augment
@@ -598,7 +644,7 @@ def train_model(
                 "word_head": word_head.state_dict() if word_head is not None else {},
                 "scaler": scaler.state_dict() if scaler is not None else {},
                 "rng": torch.get_rng_state(), "gen": gen.get_state(), "spec_gen": spec_gen.get_state(),
-                "eq_gen": eq_gen.get_state(),
+                "eq_gen": eq_gen.get_state(), "warp_gen": warp_gen.get_state(),
                 "trip_gen": trip_gen.get_state(), "history": history, "progress": prog.state(),
                 "step": step_i, "peak_lr": peak, "wall_s": wall_before + time.time() - t0,
             }, Path(state_dir) / "last.pt")
