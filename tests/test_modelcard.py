@@ -182,12 +182,11 @@ def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():
     assert aug.endswith(", random EQ p 0.5 (tilt up to 30 dB, 2 bands of up to ±6 dB).")
     assert "pause between words" not in aug
     paused = Params.model_validate({"augment": {"pause_prob": 0.5, "pause_s": [0.1, 0.4]}})
-    assert ("pitch shift p 0.6, a pause between words p 0.5 (0.1-0.4 s), SpecAugment p 0.5"
+    assert ("pitch shift p 0.6, a pause between words p 0.5 (0.1-0.4 s), a frequency warp p 0.5"
             in render_model_card(small_inputs(), paused))
-    assert "frequency warp" not in aug
-    warped = Params.model_validate({"augment": {"warp_prob": 0.5, "warp_range": [0.84, 1.19]}})
-    assert ("pitch shift p 0.6, a frequency warp p 0.5 (factor 0.84-1.19), SpecAugment p 0.5"
-            in render_model_card(small_inputs(), warped))
+    assert "pitch shift p 0.6, a frequency warp p 0.5 (factor 0.84-1.19), SpecAugment p 0.5" in aug  # default
+    unwarped = Params.model_validate({"augment": {"warp_prob": 0.0}})
+    assert "frequency warp" not in render_model_card(small_inputs(), unwarped)
     micro = Params.model_validate({"features": {"type": "micro", "win_ms": 30.0}, "augment": {"warp_prob": 0.5}})
     micro_card = render_model_card(small_inputs(), micro)
     assert ", random EQ off." in micro_card  # its gain control undoes a static EQ

@@ -103,7 +103,7 @@ def test_eq_feature_map_divides_by_the_cmvn_std_and_is_off_for_micro() -> None:
 
 def test_frequency_warp_switch_changes_training_and_resumes(tmp_path: Path) -> None:
     base = {"spec_prob": 0.0, "eq_prob": 0.0}
-    off = _train(tmp_path / "a", AugmentParams(**base))
+    off = _train(tmp_path / "a", AugmentParams(**base, warp_prob=0.0))
     on = _train(tmp_path / "b", AugmentParams(**base, warp_prob=1.0))
     again = _train(tmp_path / "c", AugmentParams(**base, warp_prob=1.0))
     assert all(torch.equal(on[k], again[k]) for k in on)  # deterministic
@@ -112,7 +112,8 @@ def test_frequency_warp_switch_changes_training_and_resumes(tmp_path: Path) -> N
     flat = _train(tmp_path / "d", AugmentParams(**base, warp_prob=1.0, warp_range=[1.0, 1.0]))
     assert all(torch.equal(off[k], flat[k]) for k in off)
     micro = FeatureParams(type="micro", win_ms=30.0)
-    assert all(torch.equal(a, b) for a, b in zip(_train(tmp_path / "e", AugmentParams(**base), features=micro).values(),
+    assert all(torch.equal(a, b) for a, b in zip(_train(tmp_path / "e", AugmentParams(**base, warp_prob=0.0),
+                                                        features=micro).values(),
                                                  _train(tmp_path / "f", AugmentParams(**base, warp_prob=1.0),
                                                         features=micro).values(), strict=True))
 

@@ -239,7 +239,7 @@ class AugmentParams(_Section):
     eq_tilt_db: float = Field(30.0, ge=0.0, le=40.0)
     eq_bands: int = Field(2, ge=0, le=8)
     eq_band_db: float = Field(6.0, ge=0.0, le=24.0)
-    warp_prob: float = Field(0.0, ge=0.0, le=1.0)
+    warp_prob: float = Field(0.5, ge=0.0, le=1.0)
     warp_range: Range = (0.84, 1.19)
 
     @model_validator(mode="after")
