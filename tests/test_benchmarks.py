@@ -116,3 +116,38 @@ def test_heldout_spelling_forms_and_groups() -> None:
             {"kind": "positive", "voice": "en-GB", "text": "so hey jarvis"},
             {"kind": "stream", "voice": "mixed", "text": ""}]
     assert clip_groups(rows, "hey jarvis") == ["en-US:comma", "en-GB:other", "en-GB:context", "mixed:other"]
+
+
+def test_spectral_probe_helpers() -> None:
+    import numpy as np
+
+    from benchmarks.spectral_probe import best_score, parse_groups, place_in_floor, select_positives
+
+    assert parse_groups("heldout:en-US, train:piper") == [("heldout", "en-US"), ("train", "piper")]
+    for bad in ("heldout", ":x", "train:", " , "):
+        with pytest.raises(ValueError, match="--groups"):
+            parse_groups(bad)
+    rows = [{"kind": "positive", "voice": "en-US", "engine": "pico"}, {"kind": "hard_negative", "voice": "en-US"},
+            {"kind": "positive", "voice": "x", "engine": "piper"}, {"kind": "positive", "voice": "en-US"}]
+    assert select_positives(rows, "en-US", 5) == [rows[0], rows[3]]
+    assert select_positives(rows, "piper", 5) == [rows[2]] and select_positives(rows, "en-US", 1) == [rows[0]]
+
+    x = np.sin(np.linspace(0, 200, 8000))
+    out = place_in_floor(x, np.random.default_rng(0), pad_s=1.0)
+    assert out.shape == (16000,) and out.dtype == np.float32
+    mid = out[4000:12000]
+    assert abs(20 * np.log10(np.sqrt(np.mean(mid ** 2))) + 20.0) < 0.01  # -20 dBFS, the floor 45 dB under it
+    assert abs(20 * np.log10(np.sqrt(np.mean(out[:4000] ** 2))) + 65.0) < 0.5
+
+    # two logits per window; class 1 wins by (window index) in the third frame's first value
+    feats = np.zeros((12, 3), dtype=np.float32)
+    feats[:, 0] = np.arange(12)
+
+    def fn(w: np.ndarray) -> np.ndarray:
+        return np.stack([np.zeros(len(w)), w[:, 2, 0]], axis=1)
+
+    # windows of 4 frames every 2: starts 0, 2, 4, 6, 8 -> third frames 2, 4, 6, 8, 10; best logit gap 10
+    assert best_score(feats, fn, 4, 2, 1.0) == pytest.approx(1 / (1 + np.exp(-10.0)))
+    assert best_score(feats, fn, 4, 2, 5.0) == pytest.approx(1 / (1 + np.exp(-2.0)))
+    with pytest.raises(ValueError, match="fewer than the model's window"):
+        best_score(feats, fn, 13, 1, 1.0)
