@@ -104,3 +104,16 @@ def test_every_params_key_is_commented() -> None:
         stripped = line.strip()
         if re.match(r"^[a-z_]+:\s*\S", stripped) and not stripped.startswith("-"):
             assert "#" in line, f"params.yaml:{i}: key without a comment: {line!r}"
+
+
+def test_featurize_depends_on_every_augment_key_that_renders_a_window() -> None:
+    """featurize renders the training windows (augment_utterance, render_window), so every augment key but the
+    ones the train stage applies per batch (SpecAugment, the random EQ, the frequency warp) and ``mode`` must be
+    in its params: a key missing there is silently ignored by ``dvc exp run -S`` (the stage is not re-run, or
+    its output comes back from the run cache)."""
+    from wakeword.params import AugmentParams
+
+    train_only = {k for k in AugmentParams.model_fields if k.startswith(("spec_", "eq_", "warp_"))} | {"mode"}
+    want = {f"augment.{k}" for k in AugmentParams.model_fields if k not in train_only}
+    got = {p for p in STAGES["featurize"]["params"] if isinstance(p, str) and p.startswith("augment")}
+    assert got == want, f"featurize's params miss {sorted(want - got)}, list extra {sorted(got - want)}"
