@@ -231,6 +231,22 @@ def test_recall_without_the_confusable_phrases_of_the_stream(scored: ScoredSet) 
     wo = out["without_confusables"]
     assert wo["negative_hours"] == pytest.approx(0.25 - 2.0 / 3600)
     assert [wo[f"recall_at_{k}_fah"] for k in ("0p1", "0p5", "1p0", "2p0")] == pytest.approx([0.75] * 4)
+    # the issue's kind of pair at 0.5 FA/h: its threshold is the highest with recall 0.75 and no false alarm,
+    # the last grid step under the clips' 0.9 bursts; there the confusable clip with a burst fires (1 of 2).
+    # With the confusable phrases in the stream no threshold reaches 0.5 FA/h: the never-firing detector, 0.
+    assert wo["threshold_at_0p5_fah"] == pytest.approx(0.89)
+    assert wo["confusable_false_accept_rate_at_0p5_fah"] == pytest.approx(0.5)
+    assert out["confusable_false_accept_rate_at_0p5_fah"] == 0.0
+    clips = scored.clip_probs(1.0).copy()
+    clips[4, clips[4] > 0.5] = 0.7  # that confusable's burst under the 0.89 threshold: accepted by none
+    low = dataclasses.replace(s, clip_logits=logits_for(clips))
+    assert evaluate_scored(low, *args)[0]["without_confusables"]["confusable_false_accept_rate_at_0p5_fah"] == 0.0
+    # a stream whose only events are the clips' kind of burst at 0.5: thresholds over 0.5 meet 0.5 FA/h there too
+    quiet = x.copy()
+    quiet[at(401.0) - 2 : at(401.0) + 3] = 0.02
+    top, _ = evaluate_scored(dataclasses.replace(s, stream_logits=logits_for(quiet)), *args)
+    assert top["recall_at_0p5_fah"] == pytest.approx(0.75)
+    assert top["confusable_false_accept_rate_at_0p5_fah"] == pytest.approx(0.5)
     curve = operating_curve(s, 1.0, threshold_grid(0.01), DetectorParams(), 100, 0.02)
     alt = curve_without_kind(curve, s, 1.0, DetectorParams(), 100)
     at_t = {round(float(t), 2): int(k) for t, k in zip(alt["threshold"], alt["false_alarms"])}
@@ -287,7 +303,8 @@ def test_old_keys_unchanged_and_new_keys_added(scored: ScoredSet) -> None:
            "counts"}
     s = dataclasses.replace(scored, window_frames=100, step_frames=10)
     out, _ = evaluate_scored(s, 1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02)
-    assert set(out) == old | {"fah_by_kind", "latency", "confusion_matrix", "tta_shifts", "strongest_false_alarms"}
+    assert set(out) == old | {"fah_by_kind", "latency", "confusion_matrix", "tta_shifts", "strongest_false_alarms",
+                              "confusable_false_accept_rate_at_0p5_fah"}
 
 
 # ------------------------------------------------------------------------------- test-time augmentation

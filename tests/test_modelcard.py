@@ -155,6 +155,20 @@ def test_render_puts_each_figure_in_its_row_and_column():
     assert "word loss" not in off and "hard-negative weight 3." in off
 
 
+def test_half_fah_line_pairs_recall_with_confusable_false_accepts():
+    inputs = small_inputs()
+    assert "at 0.5 FA/h: recall" not in render_model_card(inputs, Params())  # metrics from before the keys
+    held = inputs["int8"]["heldout"]
+    held["confusable_false_accept_rate_at_0p5_fah"] = 0.0333
+    card = render_model_card(inputs, Params())
+    assert "Int8 on the held-out engine (pico) at 0.5 FA/h: recall 45.6%, confusable false accepts 3.3%." in card
+    held["without_confusables"] = {"negative_hours": 1.2, "recall_at_0p5_fah": 0.84, "threshold_at_0p5_fah": 0.114,
+                                   "confusable_false_accept_rate_at_0p5_fah": 0.1367}
+    card = render_model_card(inputs, Params())
+    assert ("at 0.5 FA/h: recall 45.6%, confusable false accepts 3.3%; with the stream's confusable phrases left "
+            "out (they are measured per clip): recall 84.0%, confusable false accepts 13.7% (threshold 0.11).") in card
+
+
 def test_rnn_arch_uses_the_rnn_section_and_later_train_keys_do_not_break():
     inputs = small_inputs()
     inputs["train"].update(qat_epochs_run=4, stopped_early=True, arch="gru")  # keys training may add later

@@ -391,6 +391,10 @@ def test_report_contains_the_numbers(tmp_path):
     plots.write_report(out, with_wo, {})
     assert ("left out (they are measured per clip, as confusable FA): float / heldout 85.0% / 90.0% / 91.7% "
             "(4.91 h).") in out.read_text(encoding="utf8")
+    with_wo["float"]["heldout"]["without_confusables"]["confusable_false_accept_rate_at_0p5_fah"] = 0.1367
+    plots.write_report(out, with_wo, {})
+    assert "float / heldout 85.0% / 90.0% / 91.7% (4.91 h; at 0.5 FA/h 13.7% confusable FA)." in out.read_text(
+        encoding="utf8")
 
 
 def test_report_lists_the_strongest_false_alarms(tmp_path):

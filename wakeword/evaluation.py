@@ -227,6 +227,22 @@ def curve_without_kind(
             "false_alarms": counts, "negative_hours": np.float64(hours)}
 
 
+def confusable_rate_at_fah(curve: dict[str, np.ndarray], full: dict[str, np.ndarray], target: float) -> float:
+    """Share of the confusable clips the detector accepts at the threshold where ``curve`` reaches ``target``
+    FA/h (:func:`wakeword.metrics.recall_at_fah`): the pair (recall, confusable false accepts) at one operating
+    point, as an evaluation that measures confusables per clip reports it. ``full`` is the
+    :func:`operating_curve` on the same threshold grid, which holds the per-threshold rates (``curve`` may be
+    :func:`curve_without_kind` of it). 0.0 where no threshold reaches the target (the never-firing detector,
+    as recall) or the set has no confusable clips."""
+    rates = full.get("confusable_false_accept_rate")
+    idx, met = metrics.select_operating_point(curve, target)
+    if rates is None or not met:
+        return 0.0
+    if not np.array_equal(np.asarray(curve["threshold"]), np.asarray(full["threshold"])):
+        raise ValueError("confusable_rate_at_fah: the two curves must share one threshold grid")
+    return float(np.asarray(rates, dtype=np.float64)[idx])
+
+
 def strongest_false_alarms(
     scored: ScoredSet, temperature: float, det: DetectorParams, step_ms: int, n: int = STRONGEST_FALSE_ALARMS,
     floor: float = STRONGEST_FLOOR,
@@ -321,8 +337,9 @@ def evaluate_scored(
     Beyond SPEC 4.4/4.5: ``fah_by_kind`` (:func:`fah_by_kind`), ``latency`` on positive clips
     (:func:`clip_latencies`, :func:`wakeword.metrics.latency_summary`; only when the scored set knows its
     window and step), ``confusion_matrix`` (clips per kind detected / not detected at the threshold),
-    ``without_confusables`` (recall at the FAH targets with the stream's confusable phrases left out,
-    :func:`curve_without_kind`; only with a segment table that has some), ``strongest_false_alarms``
+    ``confusable_false_accept_rate_at_0p5_fah`` (:func:`confusable_rate_at_fah`), ``without_confusables``
+    (recall at the FAH targets with the stream's confusable phrases left out, :func:`curve_without_kind`, and
+    at 0.5 FA/h its threshold and confusable false accepts; only with a segment table that has some), ``strongest_false_alarms``
     (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
     :data:`STRONGEST_FLOOR` ``)`` up), ``tta_shifts`` (test-time augmentation used for the clip metrics,
     0 = off) and, with ``clip_groups`` (each clip's voice group), ``by_voice`` (:func:`by_voice`).
@@ -358,10 +375,13 @@ def evaluate_scored(
         recall, _ = metrics.recall_at_fah(curve, target)
         out[f"recall_at_{str(target).replace('.', 'p')}_fah"] = float(recall)
     out["area_recall_fah_0_2"] = float(metrics.area_under_recall_fah(curve, 2.0))
+    out["confusable_false_accept_rate_at_0p5_fah"] = confusable_rate_at_fah(curve, curve, 0.5)
     alt = curve_without_kind(curve, scored, temperature, det, step_ms, "confusable")
     if alt is not None:
         out["without_confusables"] = {"negative_hours": float(alt["negative_hours"])} | {
             f"recall_at_{str(t).replace('.', 'p')}_fah": float(metrics.recall_at_fah(alt, t)[0]) for t in FAH_TARGETS}
+        out["without_confusables"]["threshold_at_0p5_fah"] = metrics.recall_at_fah(alt, 0.5)[1]
+        out["without_confusables"]["confusable_false_accept_rate_at_0p5_fah"] = confusable_rate_at_fah(alt, curve, 0.5)
     out["counts"] = {
         "positive_clips": int((labels == 1).sum()), "negative_clips": int((labels == 0).sum()),
         "confusable_clips": int(conf.sum()), "stream_windows": int(scored.stream_logits.shape[0]),

@@ -268,8 +268,26 @@ def _metrics_section(inputs: ModelCardInputs, heldout_name: str) -> list[str]:
                   f"{_fix(fid.get('max_abs_prob_diff'), 4)}."]
     if len(cols) == 2:
         lines += ["", "This run has no held-out engine set (`synth.heldout_engines: []`)."]
+    lines += _half_fah_lines(inputs.int8_metrics.get("heldout"), heldout_name)
     lines += _by_voice_lines(inputs.int8_metrics.get("heldout"), heldout_name)
     return lines
+
+
+def _half_fah_lines(held: Any, heldout_name: str) -> list[str]:
+    """Recall and confusable false accepts at one operating point, 0.5 FA/h, on the held-out set (int8): with the
+    stream as it is, and with its confusable phrases left out (``without_confusables``), the kind of evaluation
+    that measures confusables per clip only."""
+    if not isinstance(held, Mapping) or "confusable_false_accept_rate_at_0p5_fah" not in held:
+        return []
+    text = (f"Int8 on the {heldout_name} at 0.5 FA/h: recall {_pct(held.get('recall_at_0p5_fah'))}, confusable "
+            f"false accepts {_pct(held.get('confusable_false_accept_rate_at_0p5_fah'))}")
+    wo = held.get("without_confusables")
+    if isinstance(wo, Mapping) and "confusable_false_accept_rate_at_0p5_fah" in wo:
+        text += (f"; with the stream's confusable phrases left out (they are measured per clip): recall "
+                 f"{_pct(wo.get('recall_at_0p5_fah'))}, confusable false accepts "
+                 f"{_pct(wo.get('confusable_false_accept_rate_at_0p5_fah'))} (threshold "
+                 f"{_fix(wo.get('threshold_at_0p5_fah'), 2)})")
+    return ["", text + "."]
 
 
 def _by_voice_lines(held: Any, heldout_name: str) -> list[str]:

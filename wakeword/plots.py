@@ -823,7 +823,9 @@ def _detection_section(metrics: Mapping[str, Any], cal: Mapping[str, Any]) -> li
     wo = [(name, m["without_confusables"]) for name, m in det if isinstance(m.get("without_confusables"), Mapping)]
     if wo:
         parts = [f"{name} {' / '.join(_pct(w.get(f'recall_at_{k}_fah')) for k in ('0p5', '1p0', '2p0'))} "
-                 f"({_f(w.get('negative_hours'), '.2f')} h)" for name, w in wo]
+                 f"({_f(w.get('negative_hours'), '.2f')} h"
+                 + (f"; at 0.5 FA/h {_pct(w['confusable_false_accept_rate_at_0p5_fah'])} confusable FA"
+                    if "confusable_false_accept_rate_at_0p5_fah" in w else "") + ")" for name, w in wo]
         lines += [("Recall at 0.5 / 1 / 2 FA/h with the confusable phrases of the stream left out (they are "
                    "measured per clip, as confusable FA): " + "; ".join(parts) + "."), ""]
     int8 = metrics.get("int8")
