@@ -68,6 +68,7 @@ from wakeword.audio import read_audio
 from wakeword.detector import (
     DetectorConfig,
     clips_detected_over_thresholds,
+    detection_steps_over_thresholds,
     detections_over_thresholds,
     on_fraction_over_thresholds,
 )
@@ -84,6 +85,7 @@ STREAM_BLOCK_S = 10.0
 PEERS_EXTRA = "peers"
 INSTALL_HINT = f'pip install -c constraints.txt -e ".[dev,{PEERS_EXTRA}]"'
 CLIP_KINDS = ("positive", "negative", "hard_negative")
+EXCLUDED_TAIL_S = 1.5  # a phrase can set off a detector until this long after it ends (our 1.5 s window)
 
 
 class PeerMissingError(RuntimeError):
@@ -165,10 +167,57 @@ def fah_key(bound: float) -> str:
     return str(float(bound)).replace(".", "p")
 
 
-def summarize(curve: Mapping[str, np.ndarray], at_cutoff: Mapping[str, np.ndarray], cutoff: float,
-              labels: np.ndarray, clip_scores: np.ndarray, bounds: Iterable[float] = FAH_BOUNDS) -> dict[str, Any]:
-    """One row: recall (and its threshold, FAH, confusable false-accept rate) at each FAH bound, the clip EER,
-    and FAH / recall / confusable false accepts at ``cutoff`` (``at_cutoff``: a one-threshold curve)."""
+def excluded_intervals(segments: Sequence[Mapping[str, Any]], kind: str = "confusable",
+                       tail_s: float = EXCLUDED_TAIL_S) -> np.ndarray:
+    """Merged ``[start_s, end_s + tail_s]`` intervals (seconds, shape (k, 2), sorted) of the stream's segments
+    of type ``kind`` (the held-out stream's JSON ``segments``): the stretches in which a detection may have
+    been set off by such a phrase, for either model (``tail_s`` covers a window that still holds its end)."""
+    spans = sorted((float(x["start_s"]), float(x["end_s"]) + float(tail_s)) for x in segments
+                   if x.get("type") == kind)
+    merged: list[list[float]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return np.asarray(merged, dtype=np.float64).reshape(-1, 2)
+
+
+def inside(times_s: np.ndarray, intervals: np.ndarray) -> np.ndarray:
+    """Whether each time lies in one of the sorted, disjoint ``[a, b]`` ``intervals``."""
+    t = np.asarray(times_s, dtype=np.float64)
+    if intervals.shape[0] == 0:
+        return np.zeros(t.shape, dtype=bool)
+    i = np.searchsorted(intervals[:, 0], t, side="right") - 1
+    ok = i >= 0
+    out = np.zeros(t.shape, dtype=bool)
+    out[ok] = t[ok] <= intervals[i[ok], 1]
+    return out
+
+
+def curve_without_intervals(curve: Mapping[str, np.ndarray], stream: np.ndarray, hours: float,
+                            rule: DetectorConfig, step_end_s: np.ndarray, intervals: np.ndarray) -> dict[str, np.ndarray]:
+    """``curve`` (:func:`operating_curve_from_scores` of ``stream``) recounted with the events whose step ends
+    (``step_end_s``: the time of the last audio each stream step has heard) inside ``intervals`` dropped, and
+    those intervals' hours (clipped to the stream) taken off ``hours``; recall and confusable false accepts
+    are the clips', unchanged."""
+    thr = np.asarray(curve["threshold"], dtype=np.float64)
+    cols, rows = detection_steps_over_thresholds(np.asarray(stream, dtype=np.float64), thr, rule)
+    keep = ~inside(np.asarray(step_end_s, dtype=np.float64)[rows], intervals)
+    total_s = float(hours) * 3600.0
+    cut_s = float((np.clip(intervals, 0.0, total_s) @ np.array([-1.0, 1.0])).sum()) if intervals.size else 0.0
+    left_h = (total_s - cut_s) / 3600.0
+    if left_h <= 0.0:
+        raise ValueError("the excluded intervals cover the whole stream")
+    counts = np.bincount(cols[keep], minlength=thr.shape[0]).astype(np.int64)
+    out = {k: np.asarray(v) for k, v in curve.items()}
+    out.update(fah=counts / left_h, false_alarms=counts, negative_hours=np.float64(left_h))
+    return out
+
+
+def at_fah_bounds(curve: Mapping[str, np.ndarray], bounds: Iterable[float] = FAH_BOUNDS) -> dict[str, Any]:
+    """Recall at each FAH bound, with the threshold that reaches it and the FAH and confusable false-accept
+    rate there (None where no threshold reaches the bound)."""
     out: dict[str, Any] = {}
     thr = np.asarray(curve["threshold"], dtype=np.float64)
     for bound in bounds:
@@ -182,6 +231,14 @@ def summarize(curve: Mapping[str, np.ndarray], at_cutoff: Mapping[str, np.ndarra
             i = int(np.flatnonzero(thr == t)[0])
             out[f"fah_at_{k}_fah"] = float(curve["fah"][i])
             out[f"confusable_false_accept_rate_at_{k}_fah"] = float(curve["confusable_false_accept_rate"][i])
+    return out
+
+
+def summarize(curve: Mapping[str, np.ndarray], at_cutoff: Mapping[str, np.ndarray], cutoff: float,
+              labels: np.ndarray, clip_scores: np.ndarray, bounds: Iterable[float] = FAH_BOUNDS) -> dict[str, Any]:
+    """One row: recall (and its threshold, FAH, confusable false-accept rate) at each FAH bound, the clip EER,
+    and FAH / recall / confusable false accepts at ``cutoff`` (``at_cutoff``: a one-threshold curve)."""
+    out = at_fah_bounds(curve, bounds)
     e, e_thr = metrics.eer(labels, clip_scores)
     out["eer"], out["eer_threshold"] = float(e), float(e_thr)
     out["cutoff"] = float(cutoff)
@@ -195,8 +252,13 @@ def summarize(curve: Mapping[str, np.ndarray], at_cutoff: Mapping[str, np.ndarra
 
 def evaluate_scores(name: str, stream: np.ndarray, hours: float, clips: Mapping[str, list[np.ndarray]],
                     rule: DetectorConfig, cutoff: float, thresholds: np.ndarray,
-                    max_on_fraction: float = MAX_ON_FRACTION, add_clip_levels: bool = True) -> dict[str, Any]:
+                    max_on_fraction: float = MAX_ON_FRACTION, add_clip_levels: bool = True,
+                    without: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Every figure of one row from its per-step scores: ``clips`` maps kind -> list of per-clip arrays.
+
+    With ``without`` = ``(step_end_s, intervals)`` the row also has ``without_confusables``: the FAH bounds
+    recounted with the stream's events in those intervals left out (:func:`curve_without_intervals`), as an
+    evaluation whose negative audio holds no confusable phrases (they are measured per clip) counts them.
 
     With ``add_clip_levels`` the thresholds are ``thresholds`` plus every positive clip's max score: with the
     event rule, recall changes exactly there, and the highest threshold of a recall level has (lockout aside)
@@ -215,6 +277,9 @@ def evaluate_scores(name: str, stream: np.ndarray, hours: float, clips: Mapping[
            "stream_steps": int(np.asarray(stream).shape[0]), "rule": rule.to_dict(),
            "thresholds_evaluated": int(np.asarray(thresholds).shape[0])}
     row.update(summarize(curve, at_cut, cutoff, labels, clip_max))
+    if without is not None:
+        wo = curve_without_intervals(curve, stream, hours, rule, *without)
+        row["without_confusables"] = {"stream_hours": float(wo["negative_hours"])} | at_fah_bounds(wo)
     return row
 
 
@@ -227,21 +292,31 @@ def _fmt(x: Any, pct: bool = False) -> str:
 def format_table(rows: Sequence[Mapping[str, Any]], pipeline: Mapping[str, Any] | None) -> str:
     """The comparison as a Markdown table (+ the pipeline's own figures as a last row when given)."""
     head = ("| model / score | stream h | recall @ 0.5 / 1 / 2 FA/h | clip EER | confusable FA @ 0.5 FA/h (threshold) "
-            "| cutoff | FAH / recall / confusable FA @ cutoff |")
-    lines = [head, "|" + "---|" * 7]
+            "| cutoff | FAH / recall / confusable FA @ cutoff | without the stream's confusables: stream h, recall "
+            "@ 0.5 / 1 / 2 FA/h, confusable FA @ 0.5 FA/h (threshold) |")
+    lines = [head, "|" + "---|" * 8]
     for r in rows:
         rec = " / ".join(_fmt(r[f"recall_at_{fah_key(b)}_fah"]) for b in FAH_BOUNDS)
         at = (f"{r['fah_at_cutoff']:.2f} / {r['recall_at_cutoff']:.3f} / "
               f"{_fmt(r['confusable_false_accept_rate_at_cutoff'], True)}")
+        wo = r.get("without_confusables")
+        wo_cell = "-" if wo is None else (
+            f"{wo['stream_hours']:.2f}, {' / '.join(_fmt(wo[f'recall_at_{fah_key(b)}_fah']) for b in FAH_BOUNDS)}, "
+            f"{_fmt(wo['confusable_false_accept_rate_at_0p5_fah'], True)} at {_fmt(wo['threshold_at_0p5_fah'])}")
         lines.append(f"| {r['name']} | {r['stream_hours']:.2f} | {rec} | {r['eer']:.3f} | "
                      f"{_fmt(r['confusable_false_accept_rate_at_0p5_fah'], True)} at "
-                     f"{_fmt(r['threshold_at_0p5_fah'])} | {r['cutoff']:.3f} | {at} |")
+                     f"{_fmt(r['threshold_at_0p5_fah'])} | {r['cutoff']:.3f} | {at} | {wo_cell} |")
     if pipeline:
         rec = " / ".join(_fmt(pipeline.get(f"recall_at_{fah_key(b)}_fah")) for b in FAH_BOUNDS)
         at = (f"{_fmt(pipeline.get('fah'))} / {_fmt(pipeline.get('recall_at_target'))} / "
               f"{_fmt(pipeline.get('confusable_false_accept_rate'), True)}")
+        wo = pipeline.get("without_confusables")
+        wo_cell = "-" if not isinstance(wo, Mapping) else (
+            f"{_fmt(wo.get('negative_hours'))}, "
+            f"{' / '.join(_fmt(wo.get(f'recall_at_{fah_key(b)}_fah')) for b in FAH_BOUNDS)}, "
+            f"{_fmt(wo.get('confusable_false_accept_rate_at_0p5_fah'), True)} at {_fmt(wo.get('threshold_at_0p5_fah'))}")
         lines.append(f"| pipeline metrics/int8.json heldout (reference) | {_fmt(pipeline.get('negative_hours'))} | "
-                     f"{rec} | {_fmt(pipeline.get('eer'))} | - | {_fmt(pipeline.get('threshold'))} | {at} |")
+                     f"{rec} | {_fmt(pipeline.get('eer'))} | - | {_fmt(pipeline.get('threshold'))} | {at} | {wo_cell} |")
     return "\n".join(lines)
 
 
@@ -336,6 +411,11 @@ class MicroWakeWordScorer:
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.means, dtype=np.float64), np.asarray(self.raw, dtype=np.float64)
 
+    def step_end_s(self, n: int) -> np.ndarray:
+        """When the audio heard by each of ``n`` steps ends: step i runs on feature frame (i + 1) * stride,
+        and frame j (from 1) ends at j * 10 ms + 20 ms (30 ms windows, 10 ms hop)."""
+        return ((np.arange(n) + 1) * self.stride * 10 + 20) / 1000.0
+
 
 class OurScorer:
     """The deployed model directory through the torch-free runtime."""
@@ -358,6 +438,13 @@ class OurScorer:
         feats = compute_features_stream(blocks, m.features)
         logits = stream_logits(m.scorer.logits, feats, m.window_frames, m.step_frames)
         return probabilities(logits, m.temperature).astype(np.float64)
+
+    def step_end_s(self, n: int) -> np.ndarray:
+        """When the audio of each of ``n`` stream steps ends: step i's window is feature frames
+        i * step_frames .. + window_frames - 1, and frame f ends at f * hop + win."""
+        m, f = self.model, self.model.features
+        last = np.arange(n) * m.step_frames + m.window_frames - 1
+        return (last * f.hop_ms + f.win_ms) / 1000.0
 
 
 def _package_version(name: str) -> str | None:
@@ -418,31 +505,36 @@ def run(repo: Path, max_stream_s: float | None = None, max_clips: int | None = N
     grid = threshold_grid(grid_step)
     mww_rule = event_rule(mww.step_ms)
     our_rule = event_rule(ours.step_ms)
+    stream_meta = stream_path.with_suffix(".json")
+    meta = json.loads(stream_meta.read_text()) if stream_meta.is_file() else {}
+    intervals = excluded_intervals(meta.get("segments", []))
+    mww_wo = (mww.step_end_s(mww_stream_mean.shape[0]), intervals) if intervals.size else None
+    our_wo = (ours.step_end_s(our_stream.shape[0]), intervals) if intervals.size else None
     rows = [
         evaluate_scores(f"microWakeWord hey_jarvis, sliding mean of {mww.window} (ESPHome score)", mww_stream_mean,
-                        hours, mww_mean, mww_rule, mww.cutoff, grid),
+                        hours, mww_mean, mww_rule, mww.cutoff, grid, without=mww_wo),
         evaluate_scores("microWakeWord hey_jarvis, per-step probability", mww_stream_raw, hours, mww_raw, mww_rule,
-                        mww.cutoff, grid),
+                        mww.cutoff, grid, without=mww_wo),
         evaluate_scores("ours, deployed int8 (models/deploy), same event rule", our_stream, hours, our, our_rule,
-                        ours.cutoff, grid),
+                        ours.cutoff, grid, without=our_wo),
     ]
     # our model with its own shipped detector (K/N votes + hysteresis + lockout), the grid keeping its gap
     own = ours.model.detector.with_threshold_on(1.0)
     rows.append(evaluate_scores(
         f"ours, deployed int8, own detector ({own.vote_threshold}/{own.vote_window} votes, "
-        f"hysteresis {own.hysteresis:.2f})", our_stream, hours, our, own, ours.cutoff, grid))
+        f"hysteresis {own.hysteresis:.2f})", our_stream, hours, our, own, ours.cutoff, grid, without=our_wo))
     wall["metrics_s"] = time.perf_counter() - t0
 
     pipeline = None
     int8_json = repo / "metrics" / "int8.json"
     if int8_json.is_file():
         pipeline = json.loads(int8_json.read_text()).get("heldout")
-    stream_meta = stream_path.with_suffix(".json")
-    meta_duration = json.loads(stream_meta.read_text()).get("duration_s") if stream_meta.is_file() else None
+    meta_duration = meta.get("duration_s")
     return {
         "repo": str(repo),
         "stream": {"path": str(stream_path), "hours": hours, "samples": n_samples, "json_duration_s": meta_duration,
-                   "truncated_to_s": max_stream_s},
+                   "truncated_to_s": max_stream_s, "confusable_intervals": int(intervals.shape[0]),
+                   "confusable_tail_s": EXCLUDED_TAIL_S},
         "clips": {k: len(our[k]) for k in CLIP_KINDS},
         "settings": {"pad_s": PAD_S, "noise_dbfs": NOISE_DBFS, "noise_seed": NOISE_SEED, "lockout_ms": LOCKOUT_MS,
                      "grid_step": grid_step, "fah_bounds": list(FAH_BOUNDS), "max_stream_on_fraction": MAX_ON_FRACTION,
@@ -455,7 +547,8 @@ def run(repo: Path, max_stream_s: float | None = None, max_clips: int | None = N
         "pipeline_heldout": None if pipeline is None else {
             k: pipeline.get(k) for k in ("recall_at_0p1_fah", "recall_at_0p5_fah", "recall_at_1p0_fah",
                                          "recall_at_2p0_fah", "eer", "confusable_false_accept_rate", "threshold",
-                                         "fah", "false_alarms", "negative_hours", "recall_at_target")},
+                                         "fah", "false_alarms", "negative_hours", "recall_at_target",
+                                         "without_confusables")},
         "wall_s": wall,
     }
 

@@ -10,10 +10,13 @@ import pytest
 
 from benchmarks.peer_microwakeword import (
     PeerMissingError,
+    curve_without_intervals,
     evaluate_scores,
     event_rule,
+    excluded_intervals,
     fah_key,
     format_table,
+    inside,
     operating_curve_from_scores,
     pad_clip,
     require_peer,
@@ -111,6 +114,47 @@ def test_positive_clip_maxima_join_the_grid_so_no_operating_point_falls_between_
     assert fine["confusable_false_accept_rate_at_0p5_fah"] == 1.0
 
 
+def test_confusable_intervals_merge_and_cover_a_tail_after_each_phrase() -> None:
+    segs = [{"start_s": 30.0, "end_s": 31.0, "type": "confusable"}, {"start_s": 5.0, "end_s": 6.0, "type": "speech"},
+            {"start_s": 10.0, "end_s": 11.0, "type": "confusable"}, {"start_s": 12.0, "end_s": 12.5, "type": "confusable"}]
+    iv = excluded_intervals(segs, tail_s=1.5)
+    assert iv.tolist() == [[10.0, 14.0], [30.0, 32.5]]  # 10-12.5 and 12-14 merge; speech is not excluded
+    assert excluded_intervals(segs[1:2]).shape == (0, 2)
+    t = np.array([9.99, 10.0, 14.0, 14.01, 20.0, 31.0, 33.0])
+    assert inside(t, iv).tolist() == [False, True, True, False, False, True, False]
+    assert not inside(t, excluded_intervals([])).any()
+
+
+def test_events_inside_the_confusable_intervals_are_left_out_with_their_hours() -> None:
+    stream, pos, conf, neg = _example()  # 100 ms steps; peaks 0.9, 0.7, 0.5, 0.5, 0.3, 0.3, 0.3 at steps 50, 150...
+    rule, thr = event_rule(100), np.array([0.2, 0.4, 0.6, 0.8])
+    curve = operating_curve_from_scores(stream, 3.0, pos, conf, thr, rule)
+    end_s = (np.arange(720) + 1) * 0.1  # step i ends at (i + 1) * 100 ms: the 0.7 peak (step 150) at 15.1 s
+    iv = np.array([[14.0, 16.0], [30.0, 36.0]])  # holds the 0.7 peak and the first 0.5 one (25.1 s: no; 35.1 s: yes)
+    wo = curve_without_intervals(curve, stream, 3.0, rule, end_s, iv)
+    # before: 7, 4, 2, 1 events; each threshold loses those of the 0.7 peak (step 150) and the 0.5 peak at step
+    # 350 that it counted
+    assert curve["false_alarms"].tolist() == [7, 4, 2, 1]
+    assert wo["false_alarms"].tolist() == [5, 2, 1, 1]
+    assert float(wo["negative_hours"]) == pytest.approx(3.0 - 8.0 / 3600)
+    assert wo["fah"] == pytest.approx(np.array([5, 2, 1, 1]) / (3.0 - 8.0 / 3600))
+    np.testing.assert_array_equal(wo["recall"], curve["recall"])
+    np.testing.assert_array_equal(wo["confusable_false_accept_rate"], curve["confusable_false_accept_rate"])
+    # the row: within 0.5 FA/h only 0.8 qualified before (recall 0.4); now 0.6 does too (1 event in ~3 h), and
+    # within 1 FA/h 0.4 (2 events)
+    row = evaluate_scores("x", stream, 3.0, {"positive": pos, "negative": neg, "hard_negative": conf}, rule, 0.6, thr,
+                          add_clip_levels=False, without=(end_s, iv))
+    w = row["without_confusables"]
+    assert row["recall_at_0p5_fah"] == 0.4 and w["recall_at_0p5_fah"] == 0.6 and w["threshold_at_0p5_fah"] == 0.6
+    assert w["confusable_false_accept_rate_at_0p5_fah"] == 0.5 and w["stream_hours"] == pytest.approx(3.0 - 8 / 3600)
+    table = format_table([row], None)
+    assert "| 3.00, 0.600 / 0.800 / 0.800, 50.0% at 0.600 |" in table
+    clips = {"positive": pos, "negative": neg, "hard_negative": conf}
+    assert "without_confusables" not in evaluate_scores("x", stream, 3.0, clips, rule, 0.6, thr, add_clip_levels=False)
+    with pytest.raises(ValueError, match="whole stream"):
+        curve_without_intervals(curve, stream, 3.0, rule, end_s, np.array([[0.0, 10900.0]]))
+
+
 def test_fah_key_names_bounds_like_the_metrics_files() -> None:
     assert [fah_key(b) for b in (0.5, 1, 2.0, 0.1)] == ["0p5", "1p0", "2p0", "0p1"]
 
@@ -150,3 +194,5 @@ def test_microwakeword_scorer_gives_one_step_per_30_ms() -> None:
     assert np.all((mean >= 0) & (mean <= 1)) and np.all((raw >= 0) & (raw <= 1))
     assert np.all(mean[:4] == 0.0)  # the sliding window of 5 is not full yet
     assert mean[4] == pytest.approx(raw[:5].mean())
+    # step i runs on feature frame 3 (i + 1), which ends 30 ms after it starts at 10 ms x (frame - 1)
+    assert mww.step_end_s(3).tolist() == pytest.approx([0.05, 0.08, 0.11])
