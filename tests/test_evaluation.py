@@ -13,6 +13,7 @@ from wakeword.detector import DetectorConfig, detect
 from wakeword.evaluation import (
     ScoredSet,
     clip_latencies,
+    confusable_rate_at_fah,
     curve_without_kind,
     evaluate_scored,
     fah_by_kind,
@@ -252,6 +253,9 @@ def test_recall_without_the_confusable_phrases_of_the_stream(scored: ScoredSet) 
     at_t = {round(float(t), 2): int(k) for t, k in zip(alt["threshold"], alt["false_alarms"])}
     assert (at_t[0.3], at_t[0.5], at_t[0.51], at_t[0.95]) == (1, 1, 0, 0)
     np.testing.assert_array_equal(alt["recall"], curve["recall"])
+    assert confusable_rate_at_fah(alt, curve, 0.5) == pytest.approx(0.5)  # 0.89 as above
+    with pytest.raises(ValueError, match="one threshold grid"):
+        confusable_rate_at_fah(alt, {**curve, "threshold": curve["threshold"] + 0.001}, 0.5)
     # an event whose window centre falls past the phrase (the bed at 403 s) still counts: conservative
     x[at(403.0) - 2 : at(403.0) + 3] = 0.92
     out, _ = evaluate_scored(dataclasses.replace(s, stream_logits=logits_for(x)), *args)

@@ -155,6 +155,17 @@ def test_events_inside_the_confusable_intervals_are_left_out_with_their_hours() 
         curve_without_intervals(curve, stream, 3.0, rule, end_s, np.array([[0.0, 10900.0]]))
 
 
+def test_our_stream_steps_end_with_their_window() -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.peer_microwakeword import OurScorer
+
+    ours = OurScorer.__new__(OurScorer)  # no model directory: only the timing fields are read
+    ours.model = SimpleNamespace(step_frames=10, window_frames=150, features=SimpleNamespace(hop_ms=10.0, win_ms=25.0))
+    # step i: frames 10 i .. 10 i + 149; frame 149 starts at 1.49 s and its 25 ms window ends at 1.515 s
+    assert ours.step_end_s(3).tolist() == pytest.approx([1.515, 1.615, 1.715])
+
+
 def test_fah_key_names_bounds_like_the_metrics_files() -> None:
     assert [fah_key(b) for b in (0.5, 1, 2.0, 0.1)] == ["0p5", "1p0", "2p0", "0p1"]
 
