@@ -234,13 +234,11 @@ def confusable_rate_at_fah(curve: dict[str, np.ndarray], full: dict[str, np.ndar
     :func:`operating_curve` on the same threshold grid, which holds the per-threshold rates (``curve`` may be
     :func:`curve_without_kind` of it). 0.0 where no threshold reaches the target (the never-firing detector,
     as recall) or the set has no confusable clips."""
-    rates = full.get("confusable_false_accept_rate")
-    idx, met = metrics.select_operating_point(curve, target)
-    if rates is None or not met:
-        return 0.0
     if not np.array_equal(np.asarray(curve["threshold"]), np.asarray(full["threshold"])):
         raise ValueError("confusable_rate_at_fah: the two curves must share one threshold grid")
-    return float(np.asarray(rates, dtype=np.float64)[idx])
+    rates = full.get("confusable_false_accept_rate")
+    idx, met = metrics.select_operating_point(curve, target)
+    return float(np.asarray(rates, dtype=np.float64)[idx]) if rates is not None and met else 0.0
 
 
 def strongest_false_alarms(
@@ -339,8 +337,8 @@ def evaluate_scored(
     window and step), ``confusion_matrix`` (clips per kind detected / not detected at the threshold),
     ``confusable_false_accept_rate_at_0p5_fah`` (:func:`confusable_rate_at_fah`), ``without_confusables``
     (recall at the FAH targets with the stream's confusable phrases left out, :func:`curve_without_kind`, and
-    at 0.5 FA/h its threshold and confusable false accepts; only with a segment table that has some), ``strongest_false_alarms``
-    (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
+    at 0.5 FA/h its threshold and confusable false accepts; only with a segment table that has some),
+    ``strongest_false_alarms`` (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
     :data:`STRONGEST_FLOOR` ``)`` up), ``tta_shifts`` (test-time augmentation used for the clip metrics,
     0 = off) and, with ``clip_groups`` (each clip's voice group), ``by_voice`` (:func:`by_voice`).
     """
