@@ -205,7 +205,8 @@ def curve_without_intervals(curve: Mapping[str, np.ndarray], stream: np.ndarray,
     cols, rows = detection_steps_over_thresholds(np.asarray(stream, dtype=np.float64), thr, rule)
     keep = ~inside(np.asarray(step_end_s, dtype=np.float64)[rows], intervals)
     total_s = float(hours) * 3600.0
-    cut_s = float((np.clip(intervals, 0.0, total_s) @ np.array([-1.0, 1.0])).sum()) if intervals.size else 0.0
+    clipped = np.clip(intervals, 0.0, total_s)
+    cut_s = float((clipped[:, 1] - clipped[:, 0]).sum())
     left_h = (total_s - cut_s) / 3600.0
     if left_h <= 0.0:
         raise ValueError("the excluded intervals cover the whole stream")
@@ -289,6 +290,17 @@ def _fmt(x: Any, pct: bool = False) -> str:
     return f"{100.0 * x:.1f}%" if pct else f"{x:.3f}"
 
 
+def _without_cell(wo: Any, hours_key: str) -> str:
+    """The without-the-stream's-confusables cell: hours, recall at each FAH bound, confusable false accepts and
+    threshold at 0.5 FA/h ("-" when the row has none)."""
+    if not isinstance(wo, Mapping):
+        return "-"
+    hours = wo.get(hours_key)
+    rec = " / ".join(_fmt(wo.get(f"recall_at_{fah_key(b)}_fah")) for b in FAH_BOUNDS)
+    return (f"{'-' if hours is None else f'{hours:.2f}'}, {rec}, {_fmt(wo.get('confusable_false_accept_rate_at_0p5_fah'), True)} at "
+            f"{_fmt(wo.get('threshold_at_0p5_fah'))}")
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], pipeline: Mapping[str, Any] | None) -> str:
     """The comparison as a Markdown table (+ the pipeline's own figures as a last row when given)."""
     head = ("| model / score | stream h | recall @ 0.5 / 1 / 2 FA/h | clip EER | confusable FA @ 0.5 FA/h (threshold) "
@@ -299,10 +311,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], pipeline: Mapping[str, Any] 
         rec = " / ".join(_fmt(r[f"recall_at_{fah_key(b)}_fah"]) for b in FAH_BOUNDS)
         at = (f"{r['fah_at_cutoff']:.2f} / {r['recall_at_cutoff']:.3f} / "
               f"{_fmt(r['confusable_false_accept_rate_at_cutoff'], True)}")
-        wo = r.get("without_confusables")
-        wo_cell = "-" if wo is None else (
-            f"{wo['stream_hours']:.2f}, {' / '.join(_fmt(wo[f'recall_at_{fah_key(b)}_fah']) for b in FAH_BOUNDS)}, "
-            f"{_fmt(wo['confusable_false_accept_rate_at_0p5_fah'], True)} at {_fmt(wo['threshold_at_0p5_fah'])}")
+        wo_cell = _without_cell(r.get("without_confusables"), "stream_hours")
         lines.append(f"| {r['name']} | {r['stream_hours']:.2f} | {rec} | {r['eer']:.3f} | "
                      f"{_fmt(r['confusable_false_accept_rate_at_0p5_fah'], True)} at "
                      f"{_fmt(r['threshold_at_0p5_fah'])} | {r['cutoff']:.3f} | {at} | {wo_cell} |")
@@ -310,11 +319,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], pipeline: Mapping[str, Any] 
         rec = " / ".join(_fmt(pipeline.get(f"recall_at_{fah_key(b)}_fah")) for b in FAH_BOUNDS)
         at = (f"{_fmt(pipeline.get('fah'))} / {_fmt(pipeline.get('recall_at_target'))} / "
               f"{_fmt(pipeline.get('confusable_false_accept_rate'), True)}")
-        wo = pipeline.get("without_confusables")
-        wo_cell = "-" if not isinstance(wo, Mapping) else (
-            f"{_fmt(wo.get('negative_hours'))}, "
-            f"{' / '.join(_fmt(wo.get(f'recall_at_{fah_key(b)}_fah')) for b in FAH_BOUNDS)}, "
-            f"{_fmt(wo.get('confusable_false_accept_rate_at_0p5_fah'), True)} at {_fmt(wo.get('threshold_at_0p5_fah'))}")
+        wo_cell = _without_cell(pipeline.get("without_confusables"), "negative_hours")
         lines.append(f"| pipeline metrics/int8.json heldout (reference) | {_fmt(pipeline.get('negative_hours'))} | "
                      f"{rec} | {_fmt(pipeline.get('eer'))} | - | {_fmt(pipeline.get('threshold'))} | {at} | {wo_cell} |")
     return "\n".join(lines)
