@@ -38,14 +38,16 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _store(root: Path) -> Path:
-    """Clips of 30 frames (4 positives whose strongest frame has the probabilities above, 2 negatives) and a
-    400-frame stream with three spikes, booked as 2 h + 1 s: one false alarm is just under 0.5 FA/h, also
-    without the 0.5 s confusable segment (whose time comes off the hours)."""
-    x = np.full((6, CLIP_FRAMES, N_FEATURES), BASE, np.float32)
-    for i, p in enumerate(POSITIVES):
-        x[i, 15, 0] = _logit(p)
-    kind = np.array([KIND_CODES["positive"]] * 4 + [KIND_CODES["negative"]] * 2, np.int8)
+def _store(root: Path, confusables: tuple[float, ...] = ()) -> Path:
+    """Clips of 30 frames (4 positives whose strongest frame has the probabilities above, 2 negatives, and a
+    confusable clip peaking at each of ``confusables``) and a 400-frame stream with three spikes, booked as
+    2 h + 1 s: one false alarm is just under 0.5 FA/h, also without the 0.5 s confusable segment (whose time
+    comes off the hours)."""
+    x = np.full((6 + len(confusables), CLIP_FRAMES, N_FEATURES), BASE, np.float32)
+    for i, p in enumerate(POSITIVES + confusables):
+        x[i if i < 4 else i + 2, 15, 0] = _logit(p)
+    kind = np.array([KIND_CODES["positive"]] * 4 + [KIND_CODES["negative"]] * 2
+                    + [KIND_CODES["hard_negative"]] * len(confusables), np.int8)
     (root / "heldout").mkdir(parents=True)
     np.savez(root / "heldout" / "0.npz", x=x, y=(kind == KIND_CODES["positive"]).astype(np.int8), kind=kind,
              phrase_start_frame=np.where(kind == KIND_CODES["positive"], 10, -1).astype(np.int32),
@@ -84,6 +86,19 @@ def test_recall_at_fah_with_and_without_confusables_by_hand(tmp_path: Path) -> N
     # without the confusable spike the strongest false alarm is 0.855: three positives at <= 1 event
     assert row.recall_without_confusables == {0.5: 0.75, 1.0: 1.0, 2.0: 1.0}
     assert row.eer == 0.0  # every positive clip outscores both negatives
+    assert row.confusable_false_accepts is None  # the store has no confusable clips
+
+
+def test_confusable_clips_accepted_at_the_without_confusables_points_by_hand(tmp_path: Path) -> None:
+    store = _store(tmp_path / "features", confusables=(0.875, 0.705))
+    (row,) = compare_models([("max", _max_logit)], store, "heldout", DET, 50, GRID, 1.0)
+    assert row.recall_without_confusables == {0.5: 0.75, 1.0: 1.0, 2.0: 1.0}
+    # 0.5 FA/h: threshold in (0.755, 0.805], over 0.705 -> only the 0.875 clip is accepted; 1 and 2 FA/h need
+    # every positive, threshold <= 0.605 -> both confusable clips
+    assert row.confusable_false_accepts == {0.5: 0.5, 1.0: 1.0, 2.0: 1.0}
+    (row,) = compare_models([("max", _max_logit)], store, "heldout", DET, 50, np.array([0.5]), 1.0)
+    assert row.recall_without_confusables == {0.5: None, 1.0: 1.0, 2.0: 1.0}  # 0.5 fires both spikes left
+    assert row.confusable_false_accepts == {0.5: None, 1.0: 1.0, 2.0: 1.0}  # none where recall is none
 
 
 def test_ensemble_row_reuses_the_members_scores(tmp_path: Path) -> None:
@@ -173,12 +188,14 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert lines[0].startswith("| model | heldout: recall at 0.5 / 1 / 2 FA/h |") and len(lines) == 5
+    assert "| confusable clips accepted there |" in lines[0] and lines[2].count("|") == lines[0].count("|")
     assert "a.pt" in lines[2] and "b.pt" in lines[3] and "ensemble of 2" in lines[4]
     res = CliRunner().invoke(main, [*args, "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert [r["model"] for r in rows] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
     assert set(rows[0]["recall_at_fah"]) == {"0.5", "1", "2"} and rows[0]["recall_at_fah_without_confusables"]
+    assert rows[0]["confusable_false_accepts_without_confusables"] is None  # the store has no confusable clips
     res = CliRunner().invoke(main, ["compare", str(tmp_path / "missing.pt"), *args[3:]])
     assert res.exit_code == 1 and "missing.pt" in res.output
     res = CliRunner().invoke(main, [*args, "--split", "val"])

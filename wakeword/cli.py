@@ -329,10 +329,11 @@ def tune(space_path: Path, study: str, trials: int, metric: str | None, directio
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a markdown table.")
 def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_path: Path, params_path: Path,
             ensemble: bool, as_json: bool) -> None:
-    """Recall at 0.5 / 1 / 2 FA/h on one split, with and without its stream's confusable phrases, and the clip
-    EER of each of CHECKPOINTS (.pt files of the train or finetune stage, e.g. models/base.pt models/model.pt,
-    or another seed's), each through its own CMVN, with the streaming detector of the parameters; --ensemble
-    adds their mean-probability ensemble. Raw probabilities (no calibration temperature)."""
+    """Recall at 0.5 / 1 / 2 FA/h on one split, with and without its stream's confusable phrases (there also the
+    share of the split's confusable clips accepted), and the clip EER of each of CHECKPOINTS (.pt files of the
+    train or finetune stage, e.g. models/base.pt models/model.pt, or another seed's), each through its own CMVN,
+    with the streaming detector of the parameters; --ensemble adds their mean-probability ensemble. Raw
+    probabilities (no calibration temperature)."""
     import json
 
     from wakeword.calibration import threshold_grid
@@ -366,6 +367,7 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_
 
         click.echo(json.dumps([{"model": r.name, "split": split, "recall_at_fah": key(r.recall),
                                 "recall_at_fah_without_confusables": key(r.recall_without_confusables),
+                                "confusable_false_accepts_without_confusables": key(r.confusable_false_accepts),
                                 "eer": r.eer} for r in rows], indent=1))
     else:
         click.echo(markdown_table(rows, split, FAH_POINTS))

@@ -20,7 +20,13 @@ import numpy as np
 
 from wakeword.checkpoint import CheckpointError, load_checkpoint
 from wakeword.cmvn import CMVN
-from wakeword.evaluation import curve_without_kind, load_stream_segments, operating_curve, score_set
+from wakeword.evaluation import (
+    confusable_rate_at_fah,
+    curve_without_kind,
+    load_stream_segments,
+    operating_curve,
+    score_set,
+)
 from wakeword.featureset import load_split, load_stream, read_index
 from wakeword.metrics import eer, recall_at_fah
 from wakeword.params import DetectorParams
@@ -37,12 +43,15 @@ class CompareError(ValueError):
 class Comparison:
     """One model's figures on the split: recall at each FAH point (None where no threshold of the grid meets
     it), the same with the stream's confusable segments left out (None without a segment table that has
-    some), and the clip-level EER."""
+    some), the clip-level EER, and the share of the split's confusable clips accepted at each of those
+    without-confusables operating points (the pair an evaluation that measures confusables per clip reports;
+    None without such a curve or without confusable clips, and per point where the recall is None)."""
 
     name: str
     recall: dict[float, float | None]
     recall_without_confusables: dict[float, float | None] | None
     eer: float
+    confusable_false_accepts: dict[float, float | None] | None = None
 
 
 def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int, feature_type: str | None = None
@@ -118,21 +127,28 @@ def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split:
         curve = operating_curve(scored, 1.0, thresholds, det, step_ms, max_on_fraction)
         without = curve_without_kind(curve, scored, 1.0, det, step_ms)
         clip_scores = scored.clip_probs(1.0).max(axis=1)
-        out.append(Comparison(name, at(curve), at(without) if without is not None else None,
-                              float(eer(scored.label, clip_scores)[0])))
+        recall_without = at(without) if without is not None else None
+        accepts = None
+        if recall_without is not None and "confusable_false_accept_rate" in curve:
+            accepts = {t: None if recall_without[t] is None else confusable_rate_at_fah(without, curve, t)
+                       for t in fah_points}
+        out.append(Comparison(name, at(curve), recall_without, float(eer(scored.label, clip_scores)[0]), accepts))
     return out
 
 
 def markdown_table(rows: list[Comparison], split: str, fah_points: tuple[float, ...] = FAH_POINTS) -> str:
     pts = " / ".join(f"{p:g}" for p in fah_points)
-    lines = [f"| model | {split}: recall at {pts} FA/h | without the stream's confusables | clip EER |",
-             "|---|---|---|---|"]
+    lines = [(f"| model | {split}: recall at {pts} FA/h | without the stream's confusables | confusable clips "
+              "accepted there | clip EER |"),
+             "|---|---|---|---|---|"]
 
-    def fmt(d: dict[float, float | None] | None) -> str:
+    def fmt(d: dict[float, float | None] | None, percent: bool = False) -> str:
         if d is None:
             return "-"
-        return " / ".join("-" if d[p] is None else f"{d[p]:.2f}" for p in fah_points)
+        return " / ".join("-" if d[p] is None else f"{100 * d[p]:.1f}%" if percent else f"{d[p]:.2f}"
+                          for p in fah_points)
 
     for r in rows:
-        lines.append(f"| {r.name} | {fmt(r.recall)} | {fmt(r.recall_without_confusables)} | {r.eer:.3f} |")
+        lines.append(f"| {r.name} | {fmt(r.recall)} | {fmt(r.recall_without_confusables)} | "
+                     f"{fmt(r.confusable_false_accepts, percent=True)} | {r.eer:.3f} |")
     return "\n".join(lines)
