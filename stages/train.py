@@ -57,7 +57,7 @@ def main(features_dir: Path, cmvn_path: Path, checkpoint: Path, live_dir: Path, 
         from wakeword.featurize import OnTheFlyWindows
 
         epoch_windows = OnTheFlyWindows({"synth": synth_dir, "own": own_dir}, split_dir, p.audio, p.features,
-                                        p.augment, p.seed)
+                                        p.augment, p.seed + p.train.seed_offset)
     index = read_index(features_dir)
     cmvn = load_cmvn(cmvn_path)
     teacher, teacher_id = None, ""

@@ -180,6 +180,9 @@ def test_rnn_arch_uses_the_rnn_section_and_later_train_keys_do_not_break():
     assert "`qat_epochs_run` 4" in card and "Epochs run 12 (stopped early)" in card
     assert "validation FA/h 0.25" in card and "Mismatch" not in card
     assert "**Mismatch**: metrics/train.json is from arch `gru`" in render_model_card(inputs, Params())
+    assert "seed_offset" not in card  # the default offset stays out of the reproduce command
+    offset = render_model_card(inputs, Params.model_validate({"model": {"arch": "gru"}, "train": {"seed_offset": 3}}))
+    assert "-S seed=1234 -S train.seed_offset=3 -S synth.phrase=" in offset
 
 
 def test_mining_line_states_what_mining_found_and_the_fah_before_and_after():

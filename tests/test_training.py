@@ -121,6 +121,16 @@ def test_ema_weights_are_what_is_checkpointed(tmp_path: Path) -> None:
     assert not _same(on, off)
 
 
+def test_seed_offset_draws_what_the_seed_it_adds_up_to_draws(tmp_path: Path) -> None:
+    base, _ = _base(tmp_path)  # seed 5, offset 0
+    offset, _ = _train(tmp_path, "offset2", seed_offset=2)
+    setup = TrainSetup(MODEL, TrainParams(epochs=2, batch_size=16, warmup_epochs=0), DetectorParams(),
+                       CalibrateParams(), AudioParams(), 7)
+    train_model(_data(), setup, tmp_path / "seed7.pt")
+    assert not _same(offset, base)  # another initialisation and batch order
+    assert _same(offset, _weights(tmp_path / "seed7.pt"))  # every draw of training follows seed + offset
+
+
 # ------------------------------------------------------------------------------------------------ QAT
 
 

@@ -167,7 +167,9 @@ def arch_section(params: Params) -> tuple[str, dict[str, Any]]:
 def _reproduce(params: Params) -> str:
     section, knobs = arch_section(params)
     sets: list[tuple[str, Any]] = [
-        ("seed", params.seed), ("synth.phrase", params.synth.phrase), ("data.source", params.data.source),
+        ("seed", params.seed),
+        *((("train.seed_offset", params.train.seed_offset),) if params.train.seed_offset else ()),
+        ("synth.phrase", params.synth.phrase), ("data.source", params.data.source),
         ("features.type", params.features.type), ("audio.clip_s", params.audio.clip_s),
         ("synth.uniform_kinds", params.synth.uniform_kinds),
         ("audio.step_ms", params.audio.step_ms), ("model.arch", params.model.arch),

@@ -437,6 +437,9 @@ class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = True  # bf16/fp16 autocast when training on a GPU; ignored on CPU
     num_threads: int = Field(2, ge=1, le=256)
+    # added to ``seed`` for what train and finetune draw (initial weights, batch order, training-time augmentation);
+    # the data stages keep ``seed``, so models trained with several offsets share their data exactly
+    seed_offset: int = Field(0, ge=0, le=1_000_000)
     loss: LossParams = LossParams()
     ema: EMAParams = EMAParams()
     qat: QATParams = QATParams()

@@ -406,7 +406,8 @@ def train_model(
     tp, mp = setup.train, setup.model
     torch.set_num_threads(tp.num_threads)
     device = resolve_device(tp)
-    seed_everything(setup.seed)
+    seed = setup.seed + tp.seed_offset
+    seed_everything(seed)
     window, step = int(data.index["window_frames"]), int(data.index["step_frames"])
     n_features = int(data.index["n_features"])
     model = build_model(mp, n_features, window)
@@ -468,11 +469,11 @@ def train_model(
                                    weight_decay=tp.weight_decay)
         return torch.optim.AdamW(ps, lr=lr, weight_decay=tp.weight_decay)
 
-    gen = torch.Generator().manual_seed(setup.seed)
-    spec_gen = torch.Generator().manual_seed(setup.seed + 1)
-    trip_gen = torch.Generator().manual_seed(setup.seed + 2)
-    eq_gen = torch.Generator().manual_seed(setup.seed + 3)
-    warp_gen = torch.Generator().manual_seed(setup.seed + 4)
+    gen = torch.Generator().manual_seed(seed)
+    spec_gen = torch.Generator().manual_seed(seed + 1)
+    trip_gen = torch.Generator().manual_seed(seed + 2)
+    eq_gen = torch.Generator().manual_seed(seed + 3)
+    warp_gen = torch.Generator().manual_seed(seed + 4)
 
     def batch_loss(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor, kb: torch.Tensor,
                    triplet: bool, wb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -501,7 +502,7 @@ def train_model(
     peak = tp.lr
     if tp.lr_finder != "none":
         rng_state = torch.get_rng_state()
-        lf_gen = torch.Generator().manual_seed(setup.seed + 3)
+        lf_gen = torch.Generator().manual_seed(seed + 3)
 
         def lf_step(m: nn.Module, _i: int) -> torch.Tensor:
             idx = torch.randint(0, n, (min(tp.batch_size, n),), generator=lf_gen)
