@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from wakeword.cli import main
@@ -208,3 +209,15 @@ def test_lr_find_writes_the_curve_and_suggests_a_rate(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["lr-find", "--features-dir", str(tmp_path / "nowhere"), "--params",
                                     str(tmp_path / "params.yaml")])
     assert bad.exit_code != 0 and "nowhere" in bad.output
+
+    def curve(seed: int, offset: int) -> list[float]:  # the loss curve drawn with seed + train.seed_offset
+        params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+        params["seed"], params["train"]["seed_offset"] = seed, offset
+        (tmp_path / f"p{seed}.yaml").write_text(yaml.safe_dump(params))
+        res = CliRunner().invoke(main, ["lr-find", "--params", str(tmp_path / f"p{seed}.yaml"), "--features-dir",
+                                        str(tmp_path / "features"), "--cmvn", str(tmp_path / "cmvn.json"), "--out",
+                                        str(tmp_path / f"lr{seed}"), "--steps", "8"])
+        assert res.exit_code == 0, res.output
+        return [r["loss"] for r in json.loads((tmp_path / f"lr{seed}" / "lr_finder.json").read_text())]
+
+    assert curve(5, 2) == curve(7, 0) != curve(5, 0)

@@ -413,7 +413,8 @@ def lr_find(params_path: Path, features_dir: Path, cmvn_path: Path, out_dir: Pat
     except (ParamsError, FeatureSetError, CMVNError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     tp = p.train
-    torch.manual_seed(p.seed)
+    seed = p.seed + tp.seed_offset  # as the train stage's own range test draws
+    torch.manual_seed(seed)
     torch.set_num_threads(tp.num_threads)
     model = build_model(p.model, int(index["n_features"]), int(index["window_frames"]))
     x = torch.from_numpy(cmvn.apply(train.x))
@@ -421,7 +422,7 @@ def lr_find(params_path: Path, features_dir: Path, cmvn_path: Path, out_dir: Pat
     kind = torch.from_numpy(train.kind.astype(np.int64))
     weights = balanced_class_weights(train.y) if tp.loss.class_weights == "balanced" else None
     loss_fn = ClassificationLoss(tp.loss, weights)
-    gen = torch.Generator().manual_seed(p.seed + 3)
+    gen = torch.Generator().manual_seed(seed + 3)
 
     def step_loss(m: torch.nn.Module, _i: int) -> torch.Tensor:
         idx = torch.randint(0, x.shape[0], (min(tp.batch_size, x.shape[0]),), generator=gen)
