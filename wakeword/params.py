@@ -65,7 +65,7 @@ class SynthParams(_Section):
                                  "en-gb-x-gbcwmd", "en-us-nyc"],
         min_length=1,
     )
-    espeak_variants_per_accent: int = Field(40, ge=1, le=150)
+    espeak_variants_per_accent: int = Field(104, ge=1, le=150)
     n_positive: int = Field(3000, ge=20, le=200000)
     n_negative: int = Field(3000, ge=20, le=200000)
     n_confusable: int = Field(1200, ge=10, le=100000)
