@@ -45,7 +45,8 @@ def test_deterministic_across_runs_and_worker_counts(runs: dict[str, Any]) -> No
     assert (a / "manifest.jsonl").read_bytes() == (b / "manifest.jsonl").read_bytes()
     ha, hb = _hashes(a), _hashes(b)
     assert ha == hb
-    assert len(ha) == 40 + 40 + 20 + 10 + 12 + 6 + 6 + 8 + 1  # clips, held-out clips, 4 streams (+json), manifest
+    # clips, held-out clips of both held-out engines, 4 streams (+json), manifest
+    assert len(ha) == 40 + 40 + 20 + 10 + 2 * (12 + 6 + 6) + 8 + 1
     assert not any(p.name.startswith(".") for p in runs["base"].iterdir())  # no temp dirs left behind
 
 
@@ -70,9 +71,9 @@ def test_manifest_schema(runs: dict[str, Any]) -> None:
         assert abs(info.frames / 16000 - e["duration_s"]) < 1e-3
         if e["kind"] == "stream":
             assert e["role"] in ("val", "test", "heldout", "train") and e["group"] == f"stream-{e['role']}"
-            assert e["engine"] == ("pico" if e["role"] == "heldout" else "espeak")
+            assert e["engine"] == ("pico+dectalk" if e["role"] == "heldout" else "espeak")
         elif e.get("role") == "heldout":
-            assert e["engine"] == "pico" and e["group"] == f"pico:{e['voice']}"
+            assert e["engine"] in ("pico", "dectalk") and e["group"] == f"{e['engine']}:{e['voice']}"
         elif e["engine"] == "espeak":
             assert e["group"] == f"espeak:{e['voice']}"
         elif e["engine"] == "piper":
@@ -80,7 +81,7 @@ def test_manifest_schema(runs: dict[str, Any]) -> None:
         else:
             assert e["engine"] == "noise" and e["kind"] == "background"
     assert kinds == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10, "stream": 3}
-    assert held == {"positive": 12, "negative": 6, "hard_negative": 6, "stream": 1}
+    assert held == {"positive": 2 * 12, "negative": 2 * 6, "hard_negative": 2 * 6, "stream": 1}  # per engine
 
 
 def test_clip_content(runs: dict[str, Any]) -> None:
@@ -158,8 +159,9 @@ def test_report_is_numeric(runs: dict[str, Any]) -> None:
     assert report["counts"] == {"positive": 40, "negative": 40, "hard_negative": 20, "background": 10}
     assert report["clips_per_engine"]["piper"] == sum(round(n * TINY.piper_fraction) for n in (40, 40, 20))
     assert report["stream_hours"] == {"val": 0.01, "test": 0.01, "heldout": 0.005, "train": 0.01}
-    assert report["heldout"]["counts"] == {"positive": 12, "negative": 6, "hard_negative": 6}
-    assert report["heldout"]["clips_per_engine"] == {"pico": 24} and report["heldout"]["voices"] == 2
+    assert report["heldout"]["counts"] == {"positive": 24, "negative": 12, "hard_negative": 12}  # per engine
+    assert report["heldout"]["clips_per_engine"] == {"dectalk": 24, "pico": 24}
+    assert report["heldout"]["voices"] == 2 + 9
     warped = [e for e in _manifest(runs["a"]) if "vtlp" in e]
     revoiced = [e for e in _manifest(runs["a"]) if "revoice" in e]
     n_piper = report["clips_per_engine"]["piper"]
@@ -420,7 +422,7 @@ def test_espeak_word_gaps_do_not_depend_on_the_kind() -> None:
     assert {S._stream_speech_settings(block, rng)["word_gap"] for _ in range(100)} == {1, 2}
     block_legacy = S.plan_stream_blocks(legacy, 1234, "val", clip_voices[:2], conf, "/unused")[0]
     assert {S._stream_speech_settings(block_legacy, rng)["word_gap"] for _ in range(100)} == {0}
-    pico_block = {**block, "engine": "pico"}
+    pico_block = {**block, "role": "heldout"}
     assert "word_gap" not in S._stream_speech_settings(pico_block, rng)
 
 
@@ -565,7 +567,7 @@ def test_stream_confusables_are_spelled_like_positives(role: str, tmp_path: Path
     params = TINY.model_copy(update={"stream_heldout_h": 90 / 3600, "stream_val_h": 90 / 3600, key: True})
     confusables = S.confusables_for(params.phrase, 1234)
     if role == "heldout":
-        voices: list[Any] = list(S.tts.PICO_VOICES)
+        voices: list[Any] = [f"pico:{v}" for v in S.tts.PICO_VOICES]
         engine = "pico"
     else:
         voices = S.split_voice_pool(S.build_voice_pool(params, 1234), params.stream_voice_fraction)["val"][:3]

@@ -89,7 +89,7 @@ class SynthParams(_Section):
     context_word_prob: float = Field(0.25, ge=0.0, le=1.0)
     vtlp_prob: float = Field(0.5, ge=0.0, le=1.0)
     vtlp_alpha: Range = (0.88, 1.14)
-    heldout_engines: list[Literal["pico"]] = Field(default_factory=lambda: ["pico"])
+    heldout_engines: list[Literal["pico", "dectalk"]] = Field(default_factory=lambda: ["pico", "dectalk"])
     n_heldout_positive: int = Field(300, ge=0, le=100000)
     n_heldout_negative: int = Field(300, ge=0, le=100000)
     n_heldout_confusable: int = Field(300, ge=0, le=100000)
@@ -113,6 +113,8 @@ class SynthParams(_Section):
             raise ValueError(f"heldout_rate must lie within [20, 500] (percent), got {list(self.heldout_rate)}")
         if not (50 <= self.heldout_pitch[0] and self.heldout_pitch[1] <= 200):
             raise ValueError(f"heldout_pitch must lie within [50, 200] (percent), got {list(self.heldout_pitch)}")
+        if len(set(self.heldout_engines)) != len(self.heldout_engines):
+            raise ValueError(f"heldout_engines lists an engine twice: {self.heldout_engines}")
         if self.heldout_engines and (self.n_heldout_positive < 10 or self.stream_heldout_h <= 0):
             raise ValueError(
                 "a held-out evaluation (heldout_engines set) needs n_heldout_positive >= 10 and stream_heldout_h > 0; "

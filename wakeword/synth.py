@@ -55,6 +55,9 @@ _VOICE_CODE = 6
 _PAIR_CODE = 101  # rng sub-stream for the choice of minimal pairs (confusable clips voiced like a positive)
 _SPELL_CODE = 102  # rng sub-stream for the spelling of held-out and stream confusables (other draws unchanged)
 ROLE_CODES: dict[str, int] = {"val": 1, "test": 2, "heldout": 3, "train": 4}
+HELDOUT_ENGINE_CODES: dict[str, int | None] = {"pico": None, "dectalk": 201}
+"""rng sub-stream of each held-out engine's clips; Pico's items keep the keys they had when it was the only
+held-out engine, so adding an engine leaves Pico's clips byte-identical."""
 
 CLIP_LEVEL_DBFS = -20.0
 PEAK_LIMIT = 0.89  # -1 dBFS
@@ -205,7 +208,16 @@ def _espeak_settings(params: SynthParams, rng: np.random.Generator, positive: bo
     }
 
 
-def _pico_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+def heldout_voices(engine: str) -> tuple[str, ...]:
+    """The built-in voices of a held-out engine (``synth.heldout_engines``)."""
+    voices = {"pico": tts.PICO_VOICES, "dectalk": tts.DECTALK_VOICES}
+    if engine not in voices:
+        raise SynthError(f"synth.heldout_engines: {engine!r} is not a held-out engine ({', '.join(voices)})")
+    return voices[engine]
+
+
+def _heldout_settings(params: SynthParams, rng: np.random.Generator) -> dict[str, Any]:
+    """Rate and pitch, in percent of the voice's own, of a held-out-engine utterance (Pico and DECtalk alike)."""
     return {"rate": round(_uniform(rng, params.heldout_rate)), "pitch": round(_uniform(rng, params.heldout_pitch))}
 
 
@@ -349,34 +361,38 @@ def plan_heldout(params: SynthParams, seed: int, confusables: list[str]) -> list
     """Clips from the held-out engines (never in train/val/test): the generalisation check.
 
     The engines' own voices, varied in rate and pitch only (no formant warp: the point is to measure the
-    model on voices as an unseen engine makes them). Items carry ``role = "heldout"``. With
+    model on voices as an unseen engine makes them). Every engine of ``heldout_engines`` gets the
+    ``n_heldout_*`` counts, its voices in turn; items carry ``role = "heldout"``. With
     ``heldout_uniform_kinds`` (the default) its confusables are spelled and framed like its positives
     (:func:`spoken_text`), so no pause or intonation tells them apart: a yardstick without the label cue.
     """
     if not params.heldout_engines:
         return []
-    voices = [("pico", v) for v in tts.PICO_VOICES]
     counts = {"positive": params.n_heldout_positive, "negative": params.n_heldout_negative,
               "hard_negative": params.n_heldout_confusable}
     tasks: list[dict[str, Any]] = []
-    for kind, n in counts.items():
-        code = HELDOUT_CODES[kind]
-        for i in range(n):
-            r = _rng(seed, code, i)
-            if kind == "positive":
-                text = spoken_text(params.phrase, params.phrase, params.context_word_prob, r)
-            elif kind == "negative":
-                text = T.negative_text(params.phrase, r)
-            else:
-                text = confusables[int(r.integers(len(confusables)))]
-                if params.heldout_uniform_kinds:  # its own rng stream: the clip's rate and pitch stay the same
-                    text = spoken_text(text, params.phrase, params.context_word_prob,
-                                       _rng(seed, code, i, _SPELL_CODE))
-            engine, voice = voices[i % len(voices)]
-            cid = f"heldout-{kind}-{i:06d}"
-            tasks.append({"id": cid, "kind": kind, "text": text, "path": f"clips/heldout/{kind}/{cid}.wav",
-                          "engine": engine, "voice": voice, "group": f"{engine}:{voice}", "role": "heldout",
-                          "settings": _pico_settings(params, r)})
+    for engine in params.heldout_engines:
+        voices = heldout_voices(engine)
+        ecode = HELDOUT_ENGINE_CODES[engine]
+        for kind, n in counts.items():
+            code = HELDOUT_CODES[kind]
+            keys = (code,) if ecode is None else (code, ecode)
+            for i in range(n):
+                r = _rng(seed, *keys, i)
+                if kind == "positive":
+                    text = spoken_text(params.phrase, params.phrase, params.context_word_prob, r)
+                elif kind == "negative":
+                    text = T.negative_text(params.phrase, r)
+                else:
+                    text = confusables[int(r.integers(len(confusables)))]
+                    if params.heldout_uniform_kinds:  # its own rng stream: the clip's rate and pitch stay the same
+                        text = spoken_text(text, params.phrase, params.context_word_prob,
+                                           _rng(seed, *keys, i, _SPELL_CODE))
+                voice = voices[i % len(voices)]
+                cid = f"heldout-{kind}-{i:06d}" if ecode is None else f"heldout-{engine}-{kind}-{i:06d}"
+                tasks.append({"id": cid, "kind": kind, "text": text, "path": f"clips/heldout/{kind}/{cid}.wav",
+                              "engine": engine, "voice": voice, "group": f"{engine}:{voice}", "role": "heldout",
+                              "settings": _heldout_settings(params, r)})
     return tasks
 
 
@@ -411,8 +427,9 @@ def plan_stream_blocks(params: SynthParams, seed: int, role: str, voices: list[t
                        confusables: list[str], work_dir: str, engine: str = "espeak") -> list[dict[str, Any]]:
     """Cut a stream into fixed-length blocks (a short remainder joins the last block).
 
-    ``engine`` speaks every utterance of the stream (espeak for val/test, the held-out engine for the
-    held-out stream) with ``voices`` (espeak voices, or the engine's voice names).
+    ``engine`` speaks every utterance of the stream (espeak for val/test) with ``voices`` (espeak voices). The
+    held-out stream's ``engine`` names its engines joined by ``+`` and its ``voices`` are ``engine:voice``
+    (e.g. ``pico:en-US``): every utterance draws one of the held-out engines' voices.
     """
     hours = {"val": params.stream_val_h, "test": params.stream_test_h, "heldout": params.stream_heldout_h,
              "train": params.stream_train_h}[role]
@@ -459,6 +476,8 @@ def _render_speech(engine: str, voice: str, text: str, settings: dict[str, Any])
                                        accent=settings.get("accent"))
     elif engine == "pico":
         x = tts.get_pico().synthesize(text, voice, settings["rate"], settings["pitch"])
+    elif engine == "dectalk":
+        x = tts.get_dectalk().synthesize(text, voice, settings["rate"], settings["pitch"])
     else:
         x = tts.get_espeak().synthesize(text, voice, settings["rate_wpm"], settings["pitch"],
                                         settings["pitch_range"], settings["word_gap"], seed=settings["seed"])
@@ -515,13 +534,21 @@ def _stream_nonspeech(kind: str, n: int, rng: np.random.Generator, voices: list[
     utts = []
     for _ in range(int(rng.integers(4, 8))):
         settings = _stream_speech_settings(task, rng)
-        utts.append(_render_speech(task["engine"], str(rng.choice(voices)), T.negative_text(task["phrase"], rng),
-                                   settings))
+        engine, voice = _stream_voice(task, str(rng.choice(voices)))
+        utts.append(_render_speech(engine, voice, T.negative_text(task["phrase"], rng), settings))
     return N.babble(utts, n, rng, SR), "babble"
 
 
+def _stream_voice(task: dict[str, Any], voice: str) -> tuple[str, str]:
+    """(engine, voice) of a stream voice: the held-out stream's voices are ``engine:voice``."""
+    if task["role"] == "heldout":
+        engine, _, name = voice.partition(":")
+        return engine, name
+    return task["engine"], voice
+
+
 def _stream_speech_settings(task: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    if task["engine"] == "pico":
+    if task["role"] == "heldout":
         return {"rate": round(_uniform(rng, tuple(task["heldout_rate"]))),
                 "pitch": round(_uniform(rng, tuple(task["heldout_pitch"])))}
     return {"rate_wpm": round(_uniform(rng, tuple(task["speed_wpm"]))),
@@ -590,14 +617,14 @@ def render_stream_block(task: dict[str, Any]) -> dict[str, Any]:
                 break
         else:
             raise SynthError(f"stream {role}: could not draw an utterance that avoids the phrase {phrase!r}")
-        voice = str(rng.choice(voices))
-        speech = _render_speech(task["engine"], voice, text, _stream_speech_settings(task, rng))
+        engine, voice = _stream_voice(task, str(rng.choice(voices)))
+        speech = _render_speech(engine, voice, text, _stream_speech_settings(task, rng))
         if t + speech.size > core:
             break
         speech = _level(speech, _uniform(rng, STREAM_SPEECH_DBFS))
         x[t:t + speech.size] += speech
         segments.append({"start_s": (task["start"] + t) / SR, "end_s": (task["start"] + t + speech.size) / SR,
-                         "type": "confusable" if confusable else "speech", "voice": f"{task['engine']}:{voice}",
+                         "type": "confusable" if confusable else "speech", "voice": f"{engine}:{voice}",
                          "text": text})
         t += speech.size
         prev_text = text
@@ -809,7 +836,8 @@ def synthesize_dataset(params: SynthParams, seed: int, out_dir: Path, sample_rat
             role: ("espeak", pools[role], [v.group for v in pools[role]]) for role in ("val", "test", "train")
             if pools[role]}
         if heldout_tasks:
-            stream_voices["heldout"] = ("pico", list(tts.PICO_VOICES), [f"pico:{v}" for v in tts.PICO_VOICES])
+            held_voices = [f"{e}:{v}" for e in params.heldout_engines for v in heldout_voices(e)]
+            stream_voices["heldout"] = ("+".join(params.heldout_engines), held_voices, held_voices)
         for role, (engine, voices, groups) in stream_voices.items():
             blocks = plan_stream_blocks(params, seed, role, voices, confusables, str(tmp / "_work"), engine)
             streams[role] = _write_stream(runner, blocks, role, tmp, groups)

