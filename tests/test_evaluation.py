@@ -89,6 +89,22 @@ def test_by_voice_splits_the_clips_and_shares_the_stream(scored: ScoredSet) -> N
                                              0.02)[0]
 
 
+def test_by_engine_pools_the_voices_of_each_engine(scored: ScoredSet) -> None:
+    # the same clips as above with "engine:voice" groups: x has voices a1, a2 (positives 0, 1, confusable 4), y
+    # has b (positives 2, 3, confusable 5); per engine the rows equal the per-voice rows of the pooled groups
+    groups = np.array(["x:a1", "x:a2", "y:b", "y:b", "x:a1", "y:b", "x:a2", ""], dtype=object)
+    out, _ = evaluate_scored(scored, 1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02, groups)
+    assert set(out["by_voice"]) == {"x:a1", "x:a2", "y:b"} and set(out["by_engine"]) == {"x", "y"}
+    x, y = out["by_engine"]["x"], out["by_engine"]["y"]
+    assert (x["positive_clips"], x["confusable_clips"], y["positive_clips"], y["confusable_clips"]) == (2, 1, 2, 1)
+    assert (x["recall_at_target"], y["recall_at_target"]) == (1.0, 0.5)
+    assert (x["confusable_false_accept_rate"], y["confusable_false_accept_rate"]) == (1.0, 0.0)
+    assert (x["recall_at_2p0_fah"], y["recall_at_2p0_fah"]) == (1.0, 0.5)
+    pooled = np.array([g.replace("x:a1", "x:a").replace("x:a2", "x:a") for g in groups], dtype=object)
+    same, _ = evaluate_scored(scored, 1.0, 0.5, 1.0, DetectorParams(), 100, threshold_grid(0.01), 0.02, pooled)
+    assert out["by_engine"]["x"] == same["by_voice"]["x:a"] and out["by_engine"]["y"] == same["by_voice"]["y:b"]
+
+
 def test_curve_leaves_out_thresholds_where_the_detector_stays_on(scored: ScoredSet) -> None:
     det = DetectorParams(hysteresis=0.1)
     curve = operating_curve(scored, 1.0, threshold_grid(0.01), det, 100, 0.02)
@@ -238,6 +254,14 @@ def test_recall_without_the_confusable_phrases_of_the_stream(scored: ScoredSet) 
     assert wo["threshold_at_0p5_fah"] == pytest.approx(0.89)
     assert wo["confusable_false_accept_rate_at_0p5_fah"] == pytest.approx(0.5)
     assert out["confusable_false_accept_rate_at_0p5_fah"] == 0.0
+    # per voice and per engine at that same threshold: voice a has positives 0, 1 (both fire), b 2, 3 (one fires)
+    groups = np.array(["e:a", "e:a", "e:b", "e:b", "e:a", "e:b", "e:a", ""], dtype=object)
+    by = evaluate_scored(s, *args, groups)[0]
+    assert by["by_voice"]["e:a"]["recall_at_0p5_fah_without_confusables"] == 1.0
+    assert by["by_voice"]["e:b"]["recall_at_0p5_fah_without_confusables"] == 0.5
+    assert by["by_engine"]["e"]["recall_at_0p5_fah_without_confusables"] == 0.75
+    assert by["by_engine"]["e"]["recall_at_0p5_fah"] == 0.0  # the stream's confusables left in: none reached
+    assert by["by_engine"]["e"]["confusable_false_accept_rate_at_0p5_fah_without_confusables"] == pytest.approx(0.5)
     clips = scored.clip_probs(1.0).copy()
     clips[4, clips[4] > 0.5] = 0.7  # that confusable's burst under the 0.89 threshold: accepted by none
     low = dataclasses.replace(s, clip_logits=logits_for(clips))

@@ -155,6 +155,21 @@ def test_render_puts_each_figure_in_its_row_and_column():
     assert "word loss" not in off and "hard-negative weight 3." in off
 
 
+def test_engine_table_appears_with_two_or_more_held_out_engines():
+    inputs = small_inputs()
+    assert "per engine" not in render_model_card(inputs, Params())  # one engine: the voice table says it all
+    eng = {"positive_clips": 30, "confusable_clips": 30, "recall_at_0p5_fah": 0.4556,
+           "recall_at_0p5_fah_without_confusables": 0.6, "confusable_false_accept_rate_at_0p5_fah": 0.1,
+           "confusable_false_accept_rate_at_0p5_fah_without_confusables": 0.2333}
+    inputs["int8"]["heldout"]["by_engine"] = {"pico": eng, "dectalk": {**eng, "recall_at_0p5_fah": 0.1,
+                                                                         "positive_clips": 27}}
+    card = render_model_card(inputs, Params())
+    assert "per engine" in card and card.index("per engine") < card.index("per voice")
+    assert row(card, "`dectalk`") == ["27", "10.0%", "60.0%", "10.0% / 23.3%"]
+    assert row(card, "`pico`") == ["30", "45.6%", "60.0%", "10.0% / 23.3%"]
+    assert card.index("`dectalk`") < card.index("`pico`")
+
+
 def test_half_fah_line_pairs_recall_with_confusable_false_accepts():
     inputs = small_inputs()
     assert "at 0.5 FA/h: recall" not in render_model_card(inputs, Params())  # metrics from before the keys

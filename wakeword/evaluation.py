@@ -6,6 +6,7 @@ differ only by the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,16 +300,19 @@ def clip_latencies(
 
 def by_voice(
     scored: ScoredSet, temperature: float, threshold: float, curve: dict[str, Any], det: DetectorParams,
-    step_ms: int, clip_groups: np.ndarray,
+    step_ms: int, clip_groups: np.ndarray, extra_points: Mapping[str, float | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Recall and confusable false accepts per voice group (``clip_groups``: each clip's manifest group,
     "" when unknown), at the calibrated threshold and at the thresholds that reach each of
     :data:`FAH_TARGETS` on the whole stream (:func:`wakeword.metrics.recall_at_fah`; recall 0 where none
-    does). The false alarms are the stream's, shared by all voices; only the clips are split by voice."""
+    does), plus ``recall_at_<name>`` and ``confusable_false_accept_rate_at_<name>`` at each of ``extra_points``
+    (name -> threshold, None = unreachable). The false alarms are the stream's, shared by all voices; only the
+    clips are split by voice."""
     probs = scored.clip_probs(temperature)
     points: dict[str, float | None] = {"target": float(threshold)}
     for target in FAH_TARGETS:
         points[f"{str(target).replace('.', 'p')}_fah"] = metrics.recall_at_fah(curve, target)[1]
+    points.update(extra_points or {})
     detected: dict[str, np.ndarray] = {}
     for name, thr in points.items():
         cfg = DetectorConfig.from_params(det, thr, step_ms) if thr is not None else None
@@ -322,6 +326,8 @@ def by_voice(
             row[f"recall_at_{name}"] = float(hit[gp].mean()) if gp.any() else 0.0
         row["confusable_false_accept_rate"] = float(detected["target"][gc].mean()) if gc.any() else 0.0
         row["confusable_false_accept_rate_at_0p5_fah"] = float(detected["0p5_fah"][gc].mean()) if gc.any() else 0.0
+        for name in extra_points or {}:
+            row[f"confusable_false_accept_rate_at_{name}"] = float(detected[name][gc].mean()) if gc.any() else 0.0
         out[group] = row
     return out
 
@@ -340,7 +346,8 @@ def evaluate_scored(
     at 0.5 FA/h its threshold and confusable false accepts; only with a segment table that has some),
     ``strongest_false_alarms`` (:func:`strongest_false_alarms` from threshold_on ``min(threshold,``
     :data:`STRONGEST_FLOOR` ``)`` up), ``tta_shifts`` (test-time augmentation used for the clip metrics,
-    0 = off) and, with ``clip_groups`` (each clip's voice group), ``by_voice`` (:func:`by_voice`).
+    0 = off) and, with ``clip_groups`` (each clip's voice group), ``by_voice`` (:func:`by_voice`) and
+    ``by_engine`` (the same per engine, the part of an ``engine:voice`` group before the colon).
     """
     cfg = DetectorConfig.from_params(det, threshold, step_ms)
     probs = scored.clip_probs(temperature)
@@ -400,7 +407,13 @@ def evaluate_scored(
     out["confusion_matrix"] = metrics.confusion_by_kind(kinds, detected, rows_of)
     out["tta_shifts"] = len(scored.clip_logits_shifted)
     if clip_groups is not None:
-        out["by_voice"] = by_voice(scored, temperature, threshold, curve, det, step_ms, np.asarray(clip_groups))
+        groups = np.asarray(clip_groups, dtype=object)
+        extra = ({"0p5_fah_without_confusables": out["without_confusables"]["threshold_at_0p5_fah"]}
+                 if "without_confusables" in out else None)
+        out["by_voice"] = by_voice(scored, temperature, threshold, curve, det, step_ms, groups, extra)
+        # the engine of "engine:voice" groups: one row per speech engine of a mixed (held-out) set
+        engines = np.array([str(g).partition(":")[0] for g in groups], dtype=object)
+        out["by_engine"] = by_voice(scored, temperature, threshold, curve, det, step_ms, engines, extra)
     conf_curve = curve.get("confusable_false_accept_rate", np.zeros_like(curve["threshold"]))
     rows = [
         {"threshold": float(t), "fah": float(f), "recall": float(r), "miss_rate": float(1.0 - r),

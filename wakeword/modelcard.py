@@ -310,6 +310,23 @@ def _by_voice_lines(held: Any, heldout_name: str) -> list[str]:
                      _pct(v.get("recall_at_2p0_fah")), conf])
     intro = (f"Int8 on the {heldout_name} per voice: the FA/h thresholds are those of the whole stream, only the "
              "clips are split.")
+    return [*_by_engine_lines(held, heldout_name), "", intro, "", *_table(header, body)]
+
+
+def _by_engine_lines(held: Mapping[str, Any], heldout_name: str) -> list[str]:
+    """The deployed int8 model per engine of a held-out set with two or more engines (``by_engine``)."""
+    engines = held.get("by_engine")
+    if not isinstance(engines, Mapping) or len(engines) < 2:
+        return []
+    header = ["engine", "positive clips", "recall at 0.5 FA/h", "without the stream's confusables",
+              "confusable false accepts at 0.5 FA/h (with / without them)"]
+    body = [[f"`{name}`", _int(v.get("positive_clips")), _pct(v.get("recall_at_0p5_fah")),
+             _pct(v.get("recall_at_0p5_fah_without_confusables")),
+             (f"{_pct(v.get('confusable_false_accept_rate_at_0p5_fah'))} / "
+              f"{_pct(v.get('confusable_false_accept_rate_at_0p5_fah_without_confusables'))}")]
+            for name, v in sorted(engines.items()) if isinstance(v, Mapping)]
+    intro = (f"Int8 on the {heldout_name} per engine (the thresholds are the whole stream's, spoken by every "
+             "engine's voices; only the clips are split):")
     return ["", intro, "", *_table(header, body)]
 
 
