@@ -31,6 +31,8 @@ def test_defaults_load() -> None:
         ({"train": {"distill": {"teacher": "../elsewhere/model.pt"}}}, "train", "relative path inside the repository"),
         ({"train": {"loss": {"type": "hinge"}}}, "train.loss.type = 'hinge'", "'cross_entropy' or 'focal'"),
         ({"synth": {"phrase": "hey 123"}}, "synth.phrase = 'hey 123'", "pattern"),
+        ({"synth": {"heldout_engines": ["pico", "pico"]}}, "synth", "lists an engine twice: ['pico', 'pico']"),
+        ({"synth": {"heldout_engines": ["flite"]}}, "synth.heldout_engines.0 = 'flite'", "'pico' or 'dectalk'"),
         ({"synth": {"piper_accents": ["en-us", "EN GB"]}}, "synth", "'EN GB' is not an espeak-ng voice name"),
         ({"synth": {"piper_accents": []}}, "synth.piper_accents", "at least 1 item"),
         ({"synth": {"espeak_word_gap": [3, 1]}}, "synth", "espeak_word_gap must be [low, high] with 0 <= low"),

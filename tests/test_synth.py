@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -587,3 +588,44 @@ def test_stream_confusables_are_spelled_like_positives(role: str, tmp_path: Path
     for t in spelled:
         assert not T.contains_phrase(t, params.phrase), t
         assert any(" ".join(T.tokens(t)).find(c) >= 0 for c in confusables), t
+
+
+def test_a_second_held_out_engine_adds_clips_and_leaves_picos_unchanged() -> None:
+    """Each held-out engine gets the n_heldout_* counts with its voices in turn; Pico's clips (ids, texts,
+    settings) are the same with or without DECtalk beside it, so the Pico yardstick stays comparable."""
+    params = TINY.model_copy(update={"n_heldout_positive": 30, "n_heldout_negative": 9, "n_heldout_confusable": 18})
+    confusables = S.confusables_for(params.phrase, 1234)
+    both = S.plan_heldout(params, 1234, confusables)
+    pico = S.plan_heldout(params.model_copy(update={"heldout_engines": ["pico"]}), 1234, confusables)
+    assert [t for t in both if t["engine"] == "pico"] == pico
+    dec = [t for t in both if t["engine"] == "dectalk"]
+    assert Counter(t["kind"] for t in dec) == {"positive": 30, "negative": 9, "hard_negative": 18}
+    assert len({t["id"] for t in both}) == len(both) and all(t["id"].startswith("heldout-dectalk-") for t in dec)
+    # 30 positives over 9 voices in turn: the first three voices speak 4, the other six 3
+    assert Counter(t["voice"] for t in dec if t["kind"] == "positive") == (
+        dict.fromkeys(S.tts.DECTALK_VOICES, 3) | dict.fromkeys(S.tts.DECTALK_VOICES[:3], 4))
+    assert all(t["group"] == f"dectalk:{t['voice']}" and t["role"] == "heldout" for t in dec)
+    for t in dec:
+        assert 80 <= t["settings"]["rate"] <= 130 and 75 <= t["settings"]["pitch"] <= 135  # heldout_rate/_pitch
+        assert T.contains_phrase(t["text"], params.phrase) == (t["kind"] == "positive")
+    # its own texts, not Pico's again
+    assert [t["text"] for t in dec if t["kind"] == "negative"] != [t["text"] for t in pico if t["kind"] == "negative"]
+    dec_only = S.plan_heldout(params.model_copy(update={"heldout_engines": ["dectalk"]}), 1234, confusables)
+    assert dec_only == dec
+
+
+def test_held_out_stream_speaks_with_every_held_out_engine(tmp_path: Path) -> None:
+    params = TINY.model_copy(update={"stream_heldout_h": 120 / 3600})
+    confusables = S.confusables_for(params.phrase, 1234)
+    voices = {}
+    for engines in (["pico"], ["pico", "dectalk"]):
+        qualified = [f"{e}:{v}" for e in engines for v in S.heldout_voices(e)]
+        work = tmp_path / "+".join(engines)
+        work.mkdir()
+        [block] = S.plan_stream_blocks(params, 1234, "heldout", qualified, confusables, str(work), "+".join(engines))
+        segs = S.render_stream_block(block)["segments"]
+        voices["+".join(engines)] = {s["voice"] for s in segs if s["type"] in ("speech", "confusable")}
+    assert voices["pico"] and all(v in ("pico:en-US", "pico:en-GB") for v in voices["pico"])
+    engines_heard = {v.partition(":")[0] for v in voices["pico+dectalk"]}
+    assert engines_heard == {"pico", "dectalk"}, voices
+    assert all(v.partition(":")[2] in S.heldout_voices(v.partition(":")[0]) for v in voices["pico+dectalk"])

