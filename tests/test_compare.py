@@ -20,6 +20,7 @@ from wakeword.compare import (
     Comparison,
     checkpoint_logit_fn,
     compare_models,
+    markdown_table,
     mean_probability_logits,
 )
 from wakeword.featureset import KIND_CODES
@@ -99,6 +100,28 @@ def test_confusable_clips_accepted_at_the_without_confusables_points_by_hand(tmp
     (row,) = compare_models([("max", _max_logit)], store, "heldout", DET, 50, np.array([0.5]), 1.0)
     assert row.recall_without_confusables == {0.5: None, 1.0: 1.0, 2.0: 1.0}  # 0.5 fires both spikes left
     assert row.confusable_false_accepts == {0.5: None, 1.0: 1.0, 2.0: 1.0}  # none where recall is none
+
+
+def test_per_engine_rows_split_the_clips_at_the_whole_streams_thresholds(tmp_path: Path) -> None:
+    store = _store(tmp_path / "features", confusables=(0.875, 0.705))
+    shard = store / "heldout" / "0.npz"
+    with np.load(shard) as z:
+        arrays = dict(z)
+    np.savez(shard, **arrays, clip=np.arange(8, dtype=np.int32))  # clip i is manifest row i
+    # engine a: positives 0.985 and 0.805, confusable 0.875; engine b: positives 0.905 and 0.605, confusable 0.705
+    groups = ["a:x", "b:y", "a:z", "b:y", "a:x", "b:y", "a:x", "b:y"]
+    (row,) = compare_models([("max", _max_logit)], store, "heldout", DET, 50, GRID, 1.0, manifest_groups=groups)
+    # 0.5 FA/h with the confusable spike: threshold in (0.855, 0.955] -> a finds 0.985, b 0.905: half each.
+    # Without it: threshold in (0.755, 0.805] -> a both, b one; a's 0.875 confusable accepted, b's 0.705 not
+    assert row.by_engine == {
+        "a": {"positive_clips": 2.0, "recall_at_0p5_fah": 0.5, "recall_at_0p5_fah_without_confusables": 1.0,
+              "confusable_false_accepts_without_confusables": 1.0},
+        "b": {"positive_clips": 2.0, "recall_at_0p5_fah": 0.5, "recall_at_0p5_fah_without_confusables": 0.5,
+              "confusable_false_accepts_without_confusables": 0.0}}
+    assert row.recall_without_confusables[0.5] == 0.75 and row.confusable_false_accepts[0.5] == 0.5  # pooled
+    table = markdown_table([row], "heldout")
+    assert "| max | a | 2 | 0.50 | 1.00 | 100.0% |" in table and "| max | b | 2 | 0.50 | 0.50 | 0.0% |" in table
+    assert compare_models([("max", _max_logit)], store, "heldout", DET, 50, GRID, 1.0)[0].by_engine is None
 
 
 def test_ensemble_row_reuses_the_members_scores(tmp_path: Path) -> None:

@@ -327,13 +327,16 @@ def tune(space_path: Path, study: str, trials: int, metric: str | None, directio
               type=click.Path(dir_okay=False, path_type=Path), help="Parameters file (detector, calibrate).")
 @click.option("--ensemble", is_flag=True, help="Also score the mean probability of all CHECKPOINTS.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a markdown table.")
+@click.option("--split-dir", default="data/split", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Split manifests: the held-out clips' voices, for the per-engine rows.")
 def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_path: Path, params_path: Path,
-            ensemble: bool, as_json: bool) -> None:
+            ensemble: bool, as_json: bool, split_dir: Path) -> None:
     """Recall at 0.5 / 1 / 2 FA/h on one split, with and without its stream's confusable phrases (there also the
     share of the split's confusable clips accepted), and the clip EER of each of CHECKPOINTS (.pt files of the
     train or finetune stage, e.g. models/base.pt models/model.pt, or another seed's), each through its own CMVN,
     with the streaming detector of the parameters; --ensemble adds their mean-probability ensemble. Raw
-    probabilities (no calibration temperature)."""
+    probabilities (no calibration temperature). On the held-out split with its manifest in --split-dir, also
+    per engine of the held-out set: recall at 0.5 FA/h with and without the stream's confusables."""
     import json
 
     from wakeword.calibration import threshold_grid
@@ -345,6 +348,7 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_
         compare_models,
         markdown_table,
     )
+    from wakeword.evaluation import heldout_voice_groups
     from wakeword.featureset import FeatureSetError, read_index
     from wakeword.params import ParamsError, load_params
 
@@ -357,7 +361,8 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_
         models = [(str(c), f) for c, f in zip(checkpoints, fns)]
         rows = compare_models(models, features_dir, split, p.detector, p.audio.step_ms,
                               threshold_grid(p.calibrate.threshold_step), p.calibrate.max_stream_on_fraction,
-                              ensemble=f"ensemble of {len(fns)}" if ensemble else None)
+                              ensemble=f"ensemble of {len(fns)}" if ensemble else None,
+                              manifest_groups=heldout_voice_groups(split_dir, split))
     except (ParamsError, FeatureSetError, CMVNError, CompareError, ValueError) as exc:  # ValueError: a bad segment table
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -368,7 +373,7 @@ def compare(checkpoints: tuple[Path, ...], features_dir: Path, split: str, cmvn_
         click.echo(json.dumps([{"model": r.name, "split": split, "recall_at_fah": key(r.recall),
                                 "recall_at_fah_without_confusables": key(r.recall_without_confusables),
                                 "confusable_false_accepts_without_confusables": key(r.confusable_false_accepts),
-                                "eer": r.eer} for r in rows], indent=1))
+                                "eer": r.eer, "by_engine": r.by_engine} for r in rows], indent=1))
     else:
         click.echo(markdown_table(rows, split, FAH_POINTS))
 

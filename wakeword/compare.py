@@ -21,6 +21,8 @@ import numpy as np
 from wakeword.checkpoint import CheckpointError, load_checkpoint
 from wakeword.cmvn import CMVN
 from wakeword.evaluation import (
+    by_voice,
+    clip_groups_of,
     confusable_rate_at_fah,
     curve_without_kind,
     load_stream_segments,
@@ -45,13 +47,17 @@ class Comparison:
     it), the same with the stream's confusable segments left out (None without a segment table that has
     some), the clip-level EER, and the share of the split's confusable clips accepted at each of those
     without-confusables operating points (the pair an evaluation that measures confusables per clip reports;
-    None without such a curve or without confusable clips, and per point where the recall is None)."""
+    None without such a curve or without confusable clips, and per point where the recall is None).
+    ``by_engine``: with the split manifest's voice groups, per engine (the part of ``engine:voice`` before the
+    colon) its positive clips and recall at 0.5 FA/h, with and without the stream's confusables, and the
+    share of its confusable clips accepted at the latter; the thresholds are the whole stream's."""
 
     name: str
     recall: dict[float, float | None]
     recall_without_confusables: dict[float, float | None] | None
     eer: float
     confusable_false_accepts: dict[float, float | None] | None = None
+    by_engine: dict[str, dict[str, float]] | None = None
 
 
 def checkpoint_logit_fn(path: Path, n_features: int, window_frames: int, feature_type: str | None = None
@@ -97,13 +103,19 @@ def mean_probability_logits(members: list[np.ndarray]) -> np.ndarray:
 
 def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split: str, det: DetectorParams,
                    step_ms: int, thresholds: np.ndarray, max_on_fraction: float,
-                   fah_points: tuple[float, ...] = FAH_POINTS, ensemble: str | None = None) -> list[Comparison]:
+                   fah_points: tuple[float, ...] = FAH_POINTS, ensemble: str | None = None,
+                   manifest_groups: list[str] | None = None) -> list[Comparison]:
     """Score every model on ``split``'s clips and stream (loaded once) and read its figures off the operating
     curve through the streaming detector, as the evaluate stage does. ``ensemble``: also a row of that name
-    for the models' mean probability, from the logits already scored (no model runs twice)."""
+    for the models' mean probability, from the logits already scored (no model runs twice).
+    ``manifest_groups``: the voice group of every row of the split's manifest, for ``by_engine``."""
     index = read_index(features_dir)
     window, step = int(index["window_frames"]), int(index["step_frames"])
     clips = load_split(features_dir, split)
+    engines = None
+    if manifest_groups is not None:
+        engines = np.array([str(g).partition(":")[0] for g in clip_groups_of(clips, manifest_groups, features_dir,
+                                                                               split)], dtype=object)
     stream, hours = load_stream(features_dir, split)
     segments = load_stream_segments(features_dir, split, int(stream.shape[0]))
     hop_s = float(segments["hop_s"]) if segments is not None else 0.01
@@ -132,7 +144,16 @@ def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split:
         if recall_without is not None and "confusable_false_accept_rate" in curve:
             accepts = {t: None if recall_without[t] is None else confusable_rate_at_fah(without, curve, t)
                        for t in fah_points}
-        out.append(Comparison(name, at(curve), recall_without, float(eer(scored.label, clip_scores)[0]), accepts))
+        per_engine = None
+        if engines is not None:
+            wo_thr = recall_at_fah(without, 0.5)[1] if without is not None else None
+            rows = by_voice(scored, 1.0, 0.5, curve, det, step_ms, engines, {"wo": wo_thr})
+            per_engine = {e: {"positive_clips": float(r["positive_clips"]), "recall_at_0p5_fah": r["recall_at_0p5_fah"],
+                              "recall_at_0p5_fah_without_confusables": r["recall_at_wo"],
+                              "confusable_false_accepts_without_confusables": r["confusable_false_accept_rate_at_wo"]}
+                          for e, r in rows.items()}
+        out.append(Comparison(name, at(curve), recall_without, float(eer(scored.label, clip_scores)[0]), accepts,
+                              per_engine))
     return out
 
 
@@ -151,4 +172,12 @@ def markdown_table(rows: list[Comparison], split: str, fah_points: tuple[float, 
     for r in rows:
         lines.append(f"| {r.name} | {fmt(r.recall)} | {fmt(r.recall_without_confusables)} | "
                      f"{fmt(r.confusable_false_accepts, percent=True)} | {r.eer:.3f} |")
+    if any(r.by_engine for r in rows):
+        lines += ["", ("| model | engine | positive clips | recall at 0.5 FA/h | without the stream's confusables | "
+                       "confusable clips accepted there |"), "|---|---|---|---|---|---|"]
+        for r in rows:
+            for engine, e in sorted((r.by_engine or {}).items()):
+                lines.append(f"| {r.name} | {engine} | {int(e['positive_clips'])} | {e['recall_at_0p5_fah']:.2f} | "
+                             f"{e['recall_at_0p5_fah_without_confusables']:.2f} | "
+                             f"{100 * e['confusable_false_accepts_without_confusables']:.1f}% |")
     return "\n".join(lines)

@@ -465,6 +465,16 @@ def load_stream_segments(features_dir: Path, split: str, n_frames: int) -> dict[
     return table
 
 
+def clip_groups_of(fs: FeatureSet, manifest_groups: list[str], features_dir: Path, split: str) -> np.ndarray:
+    """The voice group of every clip of ``fs`` (``""`` for a clip without a manifest row), found through the
+    feature store's ``clip`` (the clip's row in the split manifest)."""
+    rows_of = np.asarray(fs.clip)
+    if rows_of.size and rows_of.max() >= len(manifest_groups):
+        raise FeatureSetError(f"{features_dir}: split '{split}' has clips from manifest row {int(rows_of.max())}, "
+                              f"the manifest has {len(manifest_groups)} rows (re-run featurize)")
+    return np.array([manifest_groups[r] if r >= 0 else "" for r in rows_of.tolist()], dtype=object)
+
+
 def evaluate_split(
     logit_fn: LogitFn, features_dir: Path, split: str, calibration: dict[str, Any], det: DetectorParams,
     step_ms: int, thresholds: np.ndarray, max_on_fraction: float, tta_shifts: int = 0,
@@ -483,13 +493,7 @@ def evaluate_split(
     segments = load_stream_segments(features_dir, split, int(stream.shape[0]))
     hop_s = float(segments["hop_s"]) if segments is not None else 0.01
     fs = load_split(features_dir, split)
-    clip_groups = None
-    if manifest_groups is not None:
-        rows_of = np.asarray(fs.clip)
-        if rows_of.size and rows_of.max() >= len(manifest_groups):
-            raise FeatureSetError(f"{features_dir}: split '{split}' has clips from manifest row {int(rows_of.max())}, "
-                                  f"the manifest has {len(manifest_groups)} rows (re-run featurize)")
-        clip_groups = np.array([manifest_groups[r] if r >= 0 else "" for r in rows_of.tolist()], dtype=object)
+    clip_groups = clip_groups_of(fs, manifest_groups, features_dir, split) if manifest_groups is not None else None
     scored = score_set(logit_fn, fs, stream, hours, int(index["window_frames"]), step,
                        tta_shifts, hop_s=hop_s, stream_segments=segments)
     result, rows = evaluate_scored(scored, calibration["temperature"], calibration["threshold"],
