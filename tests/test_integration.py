@@ -51,7 +51,10 @@ def test_metrics_files(repo: Path) -> None:
         for key in ("fah", "negative_hours", "recall_at_target", "recall_at_0p5_fah", "eer", "counts.positive_clips",
                     "confusable_false_accept_rate"):
             _number(m["heldout"], key)
-        assert m["heldout"]["counts"]["positive_clips"] == 20
+        assert m["heldout"]["counts"]["positive_clips"] == 2 * 20  # n_heldout_positive per engine: Pico, DECtalk
+        engines = m["heldout"]["by_engine"]
+        assert set(engines) == {"pico", "dectalk"} and all(e["positive_clips"] == 20 for e in engines.values())
+        assert {v.partition(":")[0] for v in m["heldout"]["by_voice"]} == {"pico", "dectalk"}
         assert m["heldout"]["negative_hours"] == pytest.approx(0.02, abs=1e-3)
         heldout_curve = json.loads((repo / "metrics" / "plots" / name / f"{name}_heldout_curve.json").read_text())
         assert len(heldout_curve) > 10
