@@ -163,7 +163,9 @@ def test_engine_table_appears_with_two_or_more_held_out_engines():
            "confusable_false_accept_rate_at_0p5_fah_without_confusables": 0.2333}
     inputs["int8"]["heldout"]["by_engine"] = {"pico": eng, "dectalk": {**eng, "recall_at_0p5_fah": 0.1,
                                                                          "positive_clips": 27}}
+    inputs["data"]["heldout"]["clips_per_engine"] = {"pico": 90, "dectalk": 90}
     card = render_model_card(inputs, Params())
+    assert "Int8 on the held-out engines (dectalk/pico) per engine" in card
     assert "per engine" in card and card.index("per engine") < card.index("per voice")
     assert row(card, "`dectalk`") == ["27", "10.0%", "60.0%", "10.0% / 23.3%"]
     assert row(card, "`pico`") == ["30", "45.6%", "60.0%", "10.0% / 23.3%"]

@@ -651,7 +651,8 @@ def render_model_card(inputs: ModelCardInputs | Mapping[str, Any], params: Param
         inputs.data.get("heldout"), Mapping) else None
     engines = (sorted(held_engines) if isinstance(held_engines, Mapping) and held_engines
                else list(params.synth.heldout_engines))
-    heldout_name = f"held-out engine ({'/'.join(engines)})" if engines else "held-out engine"
+    heldout_name = (f"held-out engine{'s' if len(engines) > 1 else ''} ({'/'.join(engines)})" if engines
+                    else "held-out engine")
     flash = _fix(inputs.size.get("flash_kb"))
     intro = (f"A `{params.model.arch}` model that detects \"{params.synth.phrase}\" in 16 kHz audio, deployed "
              f"as a full-int8 TFLite model ({flash} KB). Every figure below is read from this run's metrics "
