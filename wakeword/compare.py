@@ -25,6 +25,7 @@ from wakeword.evaluation import (
     clip_groups_of,
     confusable_rate_at_fah,
     curve_without_kind,
+    engine_groups,
     load_stream_segments,
     operating_curve,
     score_set,
@@ -114,8 +115,7 @@ def compare_models(models: list[tuple[str, LogitFn]], features_dir: Path, split:
     clips = load_split(features_dir, split)
     engines = None
     if manifest_groups is not None:
-        engines = np.array([str(g).partition(":")[0] for g in clip_groups_of(clips, manifest_groups, features_dir,
-                                                                               split)], dtype=object)
+        engines = engine_groups(clip_groups_of(clips, manifest_groups, features_dir, split))
     stream, hours = load_stream(features_dir, split)
     segments = load_stream_segments(features_dir, split, int(stream.shape[0]))
     hop_s = float(segments["hop_s"]) if segments is not None else 0.01

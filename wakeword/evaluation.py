@@ -308,6 +308,15 @@ def by_voice(
     does), plus ``recall_at_<name>`` and ``confusable_false_accept_rate_at_<name>`` at each of ``extra_points``
     (name -> threshold, None = unreachable). The false alarms are the stream's, shared by all voices; only the
     clips are split by voice."""
+    return by_groupings(scored, temperature, threshold, curve, det, step_ms, {"": clip_groups}, extra_points)[""]
+
+
+def by_groupings(
+    scored: ScoredSet, temperature: float, threshold: float, curve: dict[str, Any], det: DetectorParams,
+    step_ms: int, groupings: Mapping[str, np.ndarray], extra_points: Mapping[str, float | None] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`by_voice` for several groupings of the same clips (e.g. voices and engines): the detector runs
+    over the clips once, the rows are counted per grouping."""
     probs = scored.clip_probs(temperature)
     points: dict[str, float | None] = {"target": float(threshold)}
     for target in FAH_TARGETS:
@@ -318,18 +327,27 @@ def by_voice(
         cfg = DetectorConfig.from_params(det, thr, step_ms) if thr is not None else None
         detected[name] = np.array([cfg is not None and detect(p, cfg).shape[0] > 0 for p in probs], dtype=bool)
     pos, conf = scored.label == 1, scored.kind == KIND_CODES["hard_negative"]
-    out: dict[str, dict[str, Any]] = {}
-    for group in sorted({str(g) for g in clip_groups[pos | conf] if g}):
-        gp, gc = pos & (clip_groups == group), conf & (clip_groups == group)
-        row: dict[str, Any] = {"positive_clips": int(gp.sum()), "confusable_clips": int(gc.sum())}
-        for name, hit in detected.items():
-            row[f"recall_at_{name}"] = float(hit[gp].mean()) if gp.any() else 0.0
-        row["confusable_false_accept_rate"] = float(detected["target"][gc].mean()) if gc.any() else 0.0
-        row["confusable_false_accept_rate_at_0p5_fah"] = float(detected["0p5_fah"][gc].mean()) if gc.any() else 0.0
-        for name in extra_points or {}:
-            row[f"confusable_false_accept_rate_at_{name}"] = float(detected[name][gc].mean()) if gc.any() else 0.0
-        out[group] = row
-    return out
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, clip_groups in groupings.items():
+        out: dict[str, dict[str, Any]] = {}
+        for group in sorted({str(g) for g in clip_groups[pos | conf] if g}):
+            gp, gc = pos & (clip_groups == group), conf & (clip_groups == group)
+            row: dict[str, Any] = {"positive_clips": int(gp.sum()), "confusable_clips": int(gc.sum())}
+            for name, hit in detected.items():
+                row[f"recall_at_{name}"] = float(hit[gp].mean()) if gp.any() else 0.0
+            row["confusable_false_accept_rate"] = float(detected["target"][gc].mean()) if gc.any() else 0.0
+            row["confusable_false_accept_rate_at_0p5_fah"] = (float(detected["0p5_fah"][gc].mean()) if gc.any()
+                                                              else 0.0)
+            for name in extra_points or {}:
+                row[f"confusable_false_accept_rate_at_{name}"] = float(detected[name][gc].mean()) if gc.any() else 0.0
+            out[group] = row
+        result[key] = out
+    return result
+
+
+def engine_groups(clip_groups: np.ndarray) -> np.ndarray:
+    """The engine of each ``engine:voice`` group (the part before the colon; "" stays "")."""
+    return np.array([str(g).partition(":")[0] for g in clip_groups], dtype=object)
 
 
 def evaluate_scored(
@@ -410,10 +428,9 @@ def evaluate_scored(
         groups = np.asarray(clip_groups, dtype=object)
         extra = ({"0p5_fah_without_confusables": out["without_confusables"]["threshold_at_0p5_fah"]}
                  if "without_confusables" in out else None)
-        out["by_voice"] = by_voice(scored, temperature, threshold, curve, det, step_ms, groups, extra)
-        # the engine of "engine:voice" groups: one row per speech engine of a mixed (held-out) set
-        engines = np.array([str(g).partition(":")[0] for g in groups], dtype=object)
-        out["by_engine"] = by_voice(scored, temperature, threshold, curve, det, step_ms, engines, extra)
+        # per voice, and per speech engine of a mixed (held-out) set: one detector pass over the clips
+        out.update(by_groupings(scored, temperature, threshold, curve, det, step_ms,
+                                {"by_voice": groups, "by_engine": engine_groups(groups)}, extra))
     conf_curve = curve.get("confusable_false_accept_rate", np.zeros_like(curve["threshold"]))
     rows = [
         {"threshold": float(t), "fah": float(f), "recall": float(r), "miss_rate": float(1.0 - r),
